@@ -1,0 +1,224 @@
+"""Experiment configuration: pydantic models, YAML layering and dotted command-line overrides.
+
+Layers are merged in order (defaults -> task -> model -> dataset -> overrides); the result is
+validated once, so an unknown key or a bad value anywhere is reported with its dotted key, the
+layer it came from and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from brainbench.errors import ConfigError, suggest
+
+
+def home() -> Path:
+    """Where brainbench keeps generated data and caches ($BRAINBENCH_HOME, ~/.cache/brainbench)."""
+    return Path(os.environ.get("BRAINBENCH_HOME", Path.home() / ".cache" / "brainbench"))
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(StrictModel):
+    dataset: str = "synth"
+    path: Path | None = Field(None, description="dataset root (BIDS folder or manifest CSV)")
+    preset: str = Field("default", description="size preset of the embedded cohort")
+    cohort_seed: int = Field(0, description="seed of the embedded cohort generator")
+    modality: str = "T1w"
+    cache_dir: Path | None = Field(None, description="preprocessed-array cache; None = home()/cache")
+
+
+class PreprocessConfig(StrictModel):
+    spacing: float = Field(4.0, gt=0, description="isotropic voxel size after resampling (mm)")
+    shape: tuple[int, int, int] = Field((40, 48, 40), description="output grid (voxels)")
+    crop_to_brain: bool = True
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    @model_validator(mode="after")
+    def _check(self) -> PreprocessConfig:
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
+        if min(self.shape) < 4:
+            raise ValueError("every shape dimension must be at least 4 voxels")
+        return self
+
+
+class SplitConfig(StrictModel):
+    seed: int = 0
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class TrainerConfig(StrictModel):
+    max_epochs: int = Field(40, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    patience: int = Field(8, ge=1, description="early-stopping patience in epochs")
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = Field(0, ge=0)
+    progress_bar: bool = True
+
+
+class ExperimentConfig(StrictModel):
+    task: str
+    model: dict[str, Any] = Field(description="'name' plus the model's own parameters")
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    split: SplitConfig = SplitConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    seeds: list[int] = Field([33, 34, 35], min_length=1)
+    output_dir: Path = Path("results")
+    debug: bool = False
+
+    @model_validator(mode="after")
+    def _check_model(self) -> ExperimentConfig:
+        if not isinstance(self.model.get("name"), str):
+            raise ValueError("model.name must be set to a registered model name")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.model["name"]
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.items() if k != "name"}
+
+
+Layer = tuple[str, dict[str, Any]]  # (where it came from, nested dict)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe loading; errors name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values.")
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `update` merged in; nested mappings merge, other values replace."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ['trainer.max_epochs=3', 'seeds=[33]'] into a nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"override '{item}' must look like key.sub=value, e.g. trainer.max_epochs=3."
+            )
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' conflicts with another override of {part}.")
+        node[leaf] = value
+    return out
+
+
+def _flat_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        keys.add(dotted)
+        if isinstance(value, dict):
+            keys |= _flat_keys(value, dotted + ".")
+    return keys
+
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the config section that holds the key at `loc`."""
+    cls: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        cls = annotation
+    return list(cls.model_fields)
+
+
+def origin(key: str, layers: list[Layer]) -> str:
+    """The name of the last layer that set the dotted `key`."""
+    for name, tree in reversed(layers):
+        if key in _flat_keys(tree):
+            return name
+    return "defaults"
+
+
+def build_config(layers: list[Layer]) -> ExperimentConfig:
+    """Merge the layers in order and validate; errors name the key, its layer and a fix."""
+    merged: dict[str, Any] = {}
+    for _, tree in layers:
+        merged = deep_merge(merged, tree)
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, layers)) from None
+
+
+def format_validation_error(exc: ValidationError, layers: list[Layer], prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = prefix + ".".join(str(p) for p in loc) if loc else prefix.rstrip(".") or "config"
+        where = origin(key, layers)
+        if err["type"] == "extra_forbidden":
+            hint = suggest(str(loc[-1]), _valid_keys(loc)) if not prefix else ""
+            lines.append(f"unknown config key '{key}' (from {where}).{hint}")
+        else:
+            lines.append(f"bad value for '{key}' (from {where}): {err['msg']}.")
+    return " ".join(lines)
+
+
+def config_to_dict(config: BaseModel) -> dict[str, Any]:
+    """A YAML/JSON-friendly dict of a config."""
+    return config.model_dump(mode="json")
+
+
+def save_config(config: BaseModel, path: Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+

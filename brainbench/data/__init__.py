@@ -1,0 +1,1 @@
+"""Data: subject records, sources, preprocessing, cache and splits."""

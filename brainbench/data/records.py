@@ -1,0 +1,35 @@
+"""The subject record: every data source yields these; nothing downstream knows the source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from brainbench.stages import stage_of
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    """One subject (and session): identity, demographics, phenotypes and image paths.
+
+    `images` maps a modality name ("T1w", "T2w", "FLAIR", "dwi", "seg") to a NIfTI path.
+    `phenotypes` holds every other participants column (numbers or strings, None if missing).
+    """
+
+    subject: str
+    age: float
+    sex: str
+    site: str
+    session: str | None = None
+    phenotypes: dict[str, float | str | None] = field(default_factory=dict)
+    images: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Unique id of the subject/session, e.g. 'sub-0001' or 'sub-0001_ses-01'."""
+        base = f"sub-{self.subject}"
+        return f"{base}_ses-{self.session}" if self.session else base
+
+    @property
+    def stage(self) -> str:
+        return stage_of(self.age)

@@ -1,0 +1,127 @@
+"""Registries of models, data sources and tasks; third-party plugins register through entry points.
+
+Built-in models and sources register themselves when their module is imported; plugins are
+packages exposing a module under the entry-point groups `brainbench.models`,
+`brainbench.sources` or `brainbench.tasks` (a task plugin points at a folder of task YAMLs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
+
+from brainbench.config import StrictModel
+from brainbench.errors import BrainbenchError, unknown
+
+BUILTIN_MODULES = (
+    "brainbench.models.classical",
+    "brainbench.models.sfcn",
+    "brainbench.data.sources.synth",
+    "brainbench.data.sources.bids",
+    "brainbench.data.sources.manifest",
+)
+TASK_ROOT = Path(__file__).parent / "tasks"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: `build(params, task)` returns an Estimator (see models/base.py)."""
+
+    name: str
+    kind: Literal["torch", "sklearn", "baseline"]
+    config_cls: type[StrictModel]
+    build: Callable[..., Any]
+    description: str
+    task_kinds: tuple[str, ...] = ("regression",)
+    defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A registered data source: `load(DataConfig)` returns a list of SubjectRecord."""
+
+    name: str
+    load: Callable[..., Any]
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
+
+
+MODELS: dict[str, ModelEntry] = {}
+SOURCES: dict[str, SourceEntry] = {}
+_loaded = False
+
+
+def register_model(
+    name: str,
+    *,
+    kind: Literal["torch", "sklearn", "baseline"],
+    config: type[StrictModel],
+    description: str,
+    task_kinds: tuple[str, ...] = ("regression",),
+    defaults: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a model builder under `name`."""
+
+    def wrap(build: Callable[..., Any]) -> Callable[..., Any]:
+        _check_free(name, MODELS, "model")
+        MODELS[name] = ModelEntry(name, kind, config, build, description, task_kinds, defaults or {})
+        return build
+
+    return wrap
+
+
+def register_source(
+    name: str, *, description: str, defaults: dict[str, Any] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a data-source loader under `name`."""
+
+    def wrap(load: Callable[..., Any]) -> Callable[..., Any]:
+        _check_free(name, SOURCES, "data source")
+        SOURCES[name] = SourceEntry(name, load, description, defaults or {})
+        return load
+
+    return wrap
+
+
+def _check_free(name: str, table: dict[str, Any], kind: str) -> None:
+    if name in table:
+        raise BrainbenchError(f"{kind} name '{name}' is registered twice; pick another name.")
+
+
+def load_plugins() -> None:
+    """Import built-in modules and entry-point plugins once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for group in ("brainbench.models", "brainbench.sources"):
+        for ep in entry_points(group=group):
+            ep.load()
+
+
+def task_dirs() -> list[Path]:
+    """Folders holding task YAMLs: the built-in one and any from `brainbench.tasks` plugins."""
+    dirs = [TASK_ROOT]
+    for ep in entry_points(group="brainbench.tasks"):
+        dirs.append(Path(ep.load().__file__).parent)
+    return dirs
+
+
+def get_model(name: str) -> ModelEntry:
+    load_plugins()
+    if name not in MODELS:
+        raise unknown("model", name, MODELS)
+    return MODELS[name]
+
+
+def get_source(name: str) -> SourceEntry:
+    load_plugins()
+    if name not in SOURCES:
+        raise unknown("dataset", name, SOURCES)
+    return SOURCES[name]

@@ -1,0 +1,79 @@
+"""Tasks: one YAML each (what to predict from which inputs, how to score it) + the Python they need.
+
+A task YAML holds: name, description, kind (regression | classification), inputs (modalities),
+target (participants column, 'age' or 'sex'), headline metric and its direction, metrics, the
+default models of the quick suite, and an optional `config` mapping layered into the experiment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from brainbench.config import load_yaml
+from brainbench.errors import ConfigError, unknown
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    description: str
+    kind: Literal["regression", "classification"]
+    inputs: tuple[str, ...]
+    target: str
+    headline: str
+    higher_is_better: bool
+    metrics: tuple[str, ...]
+    models: tuple[str, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+    source: Path | None = None
+
+
+def _parse(path: Path) -> TaskSpec:
+    raw = load_yaml(path)
+    required = ("name", "description", "kind", "inputs", "target", "headline", "metrics", "models")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise ConfigError(f"task file {path} lacks the keys {missing}; add them.")
+    extra = set(raw) - set(required) - {"higher_is_better", "config", "version"}
+    if extra:
+        raise ConfigError(f"task file {path} has unknown keys {sorted(extra)}.")
+    if raw["kind"] not in ("regression", "classification"):
+        raise ConfigError(f"task file {path}: kind must be 'regression' or 'classification'.")
+    return TaskSpec(
+        name=raw["name"],
+        description=raw["description"],
+        kind=raw["kind"],
+        inputs=tuple(raw["inputs"]),
+        target=raw["target"],
+        headline=raw["headline"],
+        higher_is_better=bool(raw.get("higher_is_better", False)),
+        metrics=tuple(raw["metrics"]),
+        models=tuple(raw["models"]),
+        config=raw.get("config") or {},
+        version=int(raw.get("version", 1)),
+        source=path,
+    )
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    """Every task found in the task folders, by name (e.g. 'mri/age')."""
+    from brainbench.registry import task_dirs
+
+    tasks: dict[str, TaskSpec] = {}
+    for folder in task_dirs():
+        for path in sorted(folder.rglob("*.yaml")):
+            if path.name == "defaults.yaml":
+                continue
+            spec = _parse(path)
+            tasks[spec.name] = spec
+    return tasks
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise unknown("task", name, tasks)
+    return tasks[name]
