@@ -1,0 +1,1 @@
+"""Results: run records, leaderboard tables, plots and the HTML dashboard."""

@@ -1,0 +1,237 @@
+"""Leaderboard: run records aggregated over seeds, ranked per task, with the oracle ceiling.
+
+One row per (task, dataset, model, protocol): n_seeds, the headline metric's mean and std
+(sample std over seeds, NaN for one seed), `<metric>_mean` / `<metric>_std` for every metric,
+`stage_<stage>` (the headline's mean within each lifespan stage) and `rank` within the task and
+dataset (1 = best, by the headline mean in its direction). Oracle ceilings, written by the task
+runner to `<results>/oracle/<task-slug>.json`, add an unranked row (model 'oracle', protocol
+'oracle ceiling') to their task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from brainbench.errors import ResultsError
+from brainbench.results.dashboard import render_dashboard
+from brainbench.results.record import (
+    atomic_write_text,
+    check_writable,
+    read_records,
+    slug,
+    to_json,
+)
+from brainbench.results.tables import (
+    ORACLE_MODEL,
+    ORACLE_PROTOCOL,
+    cells,
+    direction,
+    fmt,
+    headline,
+    sections,
+    stage_table,
+)
+from brainbench.stages import STAGE_NAMES
+
+ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
+GROUP = ["task", "dataset", "model", "protocol"]
+FIXED = [
+    "task",
+    "dataset",
+    "rank",
+    "model",
+    "protocol",
+    "n_seeds",
+    "headline",
+    "higher_is_better",
+    "headline_mean",
+    "headline_std",
+]
+
+
+# --- oracle ceilings --------------------------------------------------------------------------
+
+
+def write_oracle(output_dir: Path | str, task: str, payload: dict[str, Any]) -> Path:
+    """Write a task's oracle ceiling to `<output_dir>/oracle/<task-slug>[_<dataset>].json`.
+
+    payload: {task, headline {name, value, higher_is_better}, metrics, per_stage, description}
+    and optionally `dataset` (without it the row joins every dataset of the task).
+    """
+    missing = [k for k in ORACLE_KEYS if k not in payload]
+    if missing or payload["task"] != task:
+        raise ValueError(f"oracle payload for {task} lacks {missing} or names another task")
+    folder = check_writable(Path(output_dir) / "oracle")
+    name = slug(task) + (f"_{slug(payload['dataset'])}" if payload.get("dataset") else "")
+    return atomic_write_text(folder / f"{name}.json", to_json(payload))
+
+
+def read_oracles(results_dir: Path | str) -> list[dict[str, Any]]:
+    """Every oracle payload under `<results_dir>/oracle`; ResultsError for an unreadable one."""
+    oracles = []
+    for path in sorted((Path(results_dir) / "oracle").glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or any(k not in data for k in ORACLE_KEYS):
+                raise ValueError(f"it needs the keys {list(ORACLE_KEYS)}")
+        except (OSError, ValueError) as exc:
+            raise ResultsError(
+                f"oracle file {path} is unreadable ({exc}). Delete it or rerun the task."
+            ) from exc
+        oracles.append(data)
+    return oracles
+
+
+# --- aggregation ------------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+
+
+def _aggregate(group: list[dict[str, Any]]) -> dict[str, Any]:
+    first = group[0]
+    name = first["headline"]["name"]
+    row: dict[str, Any] = {k: first[k] for k in GROUP}
+    row |= {"n_seeds": len(group), "headline": name}
+    row["higher_is_better"] = bool(first["headline"]["higher_is_better"])
+    row["headline_mean"], row["headline_std"] = _stats(
+        [_num(r["headline"]["value"]) for r in group]
+    )
+    for metric in dict.fromkeys(m for r in group for m in r["metrics"]):
+        values = [_num(r["metrics"].get(metric)) for r in group]
+        row[f"{metric}_mean"], row[f"{metric}_std"] = _stats(values)
+    for stage in STAGE_NAMES:
+        values = [_num(r["per_stage"][stage].get(name)) for r in group if stage in r["per_stage"]]
+        if values:
+            row[f"stage_{stage}"] = float(np.mean(values))
+    return row
+
+
+def _oracle_rows(oracle: dict[str, Any], datasets: list[str]) -> Iterator[dict[str, Any]]:
+    head = oracle["headline"]
+    row: dict[str, Any] = {"task": oracle["task"], "model": ORACLE_MODEL}
+    row |= {"protocol": ORACLE_PROTOCOL, "n_seeds": 0, "headline": head["name"]}
+    row |= {
+        "higher_is_better": bool(head["higher_is_better"]),
+        "headline_mean": _num(head["value"]),
+    }
+    row |= {f"{m}_mean": _num(v) for m, v in oracle["metrics"].items()}
+    for stage, values in oracle["per_stage"].items():
+        row[f"stage_{stage}"] = _num(values.get(head["name"]))
+    for dataset in [oracle["dataset"]] if oracle.get("dataset") else datasets or [""]:
+        yield row | {"dataset": dataset}
+
+
+def build_leaderboard(
+    records: list[dict[str, Any]], oracles: list[dict[str, Any]] | None = None
+) -> pd.DataFrame:
+    """One row per (task, dataset, model, protocol) plus oracle rows; see the module docstring."""
+    if not records:
+        raise ResultsError(
+            "no run records to build a leaderboard from; run `brainbench run` first."
+        )
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(tuple(record[k] for k in GROUP), []).append(record)
+    rows = [_aggregate(group) for group in groups.values()]
+    for oracle in oracles or []:
+        datasets = sorted({r["dataset"] for r in rows if r["task"] == oracle["task"]})
+        rows.extend(_oracle_rows(oracle, datasets))
+    df = pd.DataFrame(rows)
+    ranked = df["model"] != ORACLE_MODEL
+    df["rank"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    for _, part in df[ranked].groupby(["task", "dataset"]):
+        ascending = not bool(part["higher_is_better"].iloc[0])
+        df.loc[part.index, "rank"] = part["headline_mean"].rank(ascending=ascending, method="min")
+    stages = [f"stage_{s}" for s in STAGE_NAMES if f"stage_{s}" in df]
+    metrics = [c for c in df.columns if c not in FIXED and c not in stages]
+    df = df.assign(_oracle=~ranked).sort_values(
+        ["task", "dataset", "_oracle", "rank", "model", "protocol"],
+        ascending=[True, True, False, True, True, True],
+        na_position="last",
+    )
+    return df[FIXED + metrics + stages].reset_index(drop=True)
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_row(cells: list[Any]) -> str:
+    return "| " + " | ".join(_md(c) for c in cells) + " |"
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """leaderboard.md: per task a ranked table, then the headline per lifespan stage."""
+    lines = ["# brainbench leaderboard", ""]
+    lines.append("Mean ± std over seeds; rank 1 is best within a task and dataset; the oracle")
+    lines.append("ceiling is the best achievable from the generator's true latent variables.")
+    for task, dataset, part in sections(df):
+        headers, rows = cells(part)
+        title = f"## {_md(task)}" + (f" ({_md(dataset)})" if dataset else "")
+        lines += ["", title, "", f"{_md(direction(part))}.", ""]
+        lines += [_md_row(headers), _md_row(["---"] * len(headers)), *map(_md_row, rows)]
+        stages = stage_table(part)
+        if not stages.columns.empty:
+            lines += ["", f"{_md(headline(part)[0])} per lifespan stage (mean over seeds):", ""]
+            lines += [_md_row(["model", *stages.columns]), _md_row(["---"] * (stages.shape[1] + 1))]
+            lines += [_md_row([name, *map(fmt, values)]) for name, values in stages.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """Plain-text tables for a terminal, one per task and dataset."""
+    blocks = []
+    for task, dataset, part in sections(df):
+        headers, rows = cells(part)
+        widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+        lines = [f"{task}{f' ({dataset})' if dataset else ''}: {direction(part)}"]
+        for row in [headers, ["-" * w for w in widths], *rows]:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+def _load(root: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    records = read_records(root)
+    if not records:
+        raise ResultsError(
+            f"no run records under {root}; run `brainbench run` first "
+            "(or point to the results directory it wrote)."
+        )
+    return build_leaderboard(records, read_oracles(root)), records
+
+
+def load_leaderboard(results_dir: Path | str) -> pd.DataFrame:
+    """The leaderboard of every run record and oracle ceiling under results_dir."""
+    return _load(Path(results_dir))[0]
+
+
+def write_reports(results_dir: Path | str) -> dict[str, Path]:
+    """Write leaderboard.md, leaderboard.csv and dashboard.html into results_dir, atomically.
+
+    Returns their paths under the keys 'markdown', 'csv' and 'dashboard'.
+    """
+    root = Path(results_dir)
+    df, records = _load(root)
+    check_writable(root)
+    return {
+        "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
+        "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
+        "dashboard": atomic_write_text(root / "dashboard.html", render_dashboard(df, records)),
+    }

@@ -1,0 +1,65 @@
+import re
+from html.parser import HTMLParser
+
+from brainbench.results.dashboard import render_dashboard
+from brainbench.results.leaderboard import build_leaderboard, write_oracle, write_reports
+
+EVIL = "<script>alert(1)</script>"
+ORACLE = {
+    "task": "mri/age",
+    "headline": {"name": "mae", "value": 1.0, "higher_is_better": False},
+    "metrics": {"mae": 1.0},
+    "per_stage": {"child": {"mae": 0.5, "n": 3}},
+    "description": "latents",
+}
+
+
+class _Scripts(HTMLParser):
+    """Collects the text of every <script> element and every tag seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self.tags: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts.append(data)
+
+
+def test_data_strings_are_escaped(payload):
+    records = [
+        payload(model=EVIL, seed=33, mae=2.0),
+        payload(model=EVIL, seed=34, mae=3.0),
+        payload(model="ok", protocol=f'"{EVIL}', dataset=EVIL, mae=4.0),
+        payload(task=f"mri/{EVIL}", model="x&y", mae=1.0),
+    ]
+    records[0]["metrics"][f"<b>{EVIL}"] = 1.0
+    page = render_dashboard(build_leaderboard(records), records)
+    assert EVIL not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "x&amp;y" in page
+    parser = _Scripts()
+    parser.feed(page)
+    assert parser.tags.count("script") == 1  # only the page's own sorting script
+    assert "alert" not in "".join(parser.scripts)
+
+
+def test_self_contained_and_complete(tmp_path, write):
+    for seed, (ridge, sfcn) in zip((33, 34, 35), [(5.0, 3.0), (6.0, 2.0), (5.5, 2.5)], strict=True):
+        write(model="ridge", seed=seed, mae=ridge)
+        write(model="sfcn", seed=seed, mae=sfcn, protocol="scratch")
+    write_oracle(tmp_path, "mri/age", ORACLE)
+    page = write_reports(tmp_path)["dashboard"].read_text()
+    assert not re.search(r"https?://|//cdn|src=|<link", page, flags=re.IGNORECASE)
+    assert "sortable" in page and page.count("<svg") == 2
+    assert "oracle ceiling" in page and "2.5 ± 0.5" in page
+    assert page.count("<circle") == 6  # one dot per seed
+    assert "young adult" not in page and "older adult" in page  # only stages with data
