@@ -1,0 +1,132 @@
+"""On-disk cache of preprocessed volumes, keyed by file content and preprocessing config.
+
+Entries are `<key>.npy` plus `<key>.crc32` (checksum of the .npy bytes), written atomically;
+an entry whose checksum does not match (corrupted, truncated) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from brainbench.config import PreprocessConfig
+from brainbench.data.nifti import load_nifti
+from brainbench.data.preprocess import preprocess_key, preprocess_volume
+from brainbench.errors import DataError
+
+CACHE_VERSION = "1"  # bump when the entry format changes
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temporary file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class VolumeCache:
+    """Preprocessed arrays under `root`; `hits`/`misses` count lookups in this process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+        self._hashes: dict[tuple[str, int, int], str] = {}
+
+    def content_hash(self, path: Path) -> str:
+        """sha256 of a file, memoised on (path, mtime, size) so an epoch does not re-hash."""
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            raise DataError(f"image {path} does not exist; check the path.") from None
+        memo = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+        if memo not in self._hashes:
+            self._hashes[memo] = file_sha256(Path(path))
+        return self._hashes[memo]
+
+    def key(
+        self,
+        path: Path,
+        cfg: PreprocessConfig,
+        *,
+        is_label: bool = False,
+        reference: Path | None = None,
+    ) -> str:
+        """The entry name: content hashes of the file (and reference) + config + versions."""
+        parts = [CACHE_VERSION, preprocess_key(cfg), str(is_label), self.content_hash(path)]
+        if reference is not None and cfg.crop_to_brain:
+            parts.append(self.content_hash(reference))
+        return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+    def get(
+        self,
+        path: Path,
+        cfg: PreprocessConfig,
+        *,
+        is_label: bool = False,
+        reference: Path | None = None,
+    ) -> np.ndarray:
+        """The preprocessed volume of `path`, from the cache or computed and stored.
+
+        A label map (`is_label`) is cropped like its `reference` image when cropping is on.
+        """
+        key = self.key(path, cfg, is_label=is_label, reference=reference)
+        entry = self.root / key[:2] / f"{key}.npy"
+        array = self._read(entry)
+        if array is not None:
+            self.hits += 1
+            return array
+        self.misses += 1
+        array = self._compute(Path(path), cfg, is_label, reference)
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        data = buffer.getvalue()
+        atomic_write(entry, data)
+        atomic_write(entry.with_suffix(".crc32"), str(zlib.crc32(data)).encode())
+        return array
+
+    @staticmethod
+    def _compute(
+        path: Path, cfg: PreprocessConfig, is_label: bool, reference: Path | None
+    ) -> np.ndarray:
+        img = load_nifti(path)
+        ref = load_nifti(reference) if reference is not None and cfg.crop_to_brain else None
+        try:
+            return preprocess_volume(img, cfg, is_label=is_label, reference=ref)
+        except DataError as exc:
+            raise DataError(f"image {path}: {exc}") from None
+
+    @staticmethod
+    def _read(entry: Path) -> np.ndarray | None:
+        """The stored array, or None when absent or failing its checksum."""
+        try:
+            data = entry.read_bytes()
+            expected = entry.with_suffix(".crc32").read_text().strip()
+        except OSError:
+            return None
+        if str(zlib.crc32(data)) != expected:
+            return None
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError:
+            return None

@@ -1,0 +1,129 @@
+"""A torch Dataset of preprocessed volumes read lazily through the on-disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from brainbench.config import PreprocessConfig
+from brainbench.data.cache import VolumeCache
+from brainbench.data.records import SubjectRecord
+from brainbench.errors import DataError
+
+LABEL_MODALITIES = ("seg",)
+
+
+def target_value(record: SubjectRecord, name: str) -> float:
+    """The target of a record: 'age', 'sex' (M = 1, F = 0) or a numeric phenotype column."""
+    if name == "age":
+        return float(record.age)
+    if name == "sex":
+        if record.sex not in ("M", "F"):
+            raise DataError(
+                f"subject '{record.key}' has sex '{record.sex}'; the sex target needs M or F. "
+                "Fix the participants table or drop the subject."
+            )
+        return 1.0 if record.sex == "M" else 0.0
+    value = record.phenotypes.get(name)
+    if not isinstance(value, int | float):
+        problem = "has no" if value is None else f"has a non-numeric ({value!r})"
+        raise DataError(
+            f"subject '{record.key}' {problem} value in column '{name}'; fill it in or "
+            "drop the subject."
+        )
+    return float(value)
+
+
+class VolumeDataset(Dataset):
+    """Item i is (x: float32 tensor (C, *cfg.shape), y: float32 scalar tensor; NaN if no target).
+
+    Channels follow `modalities`; a label modality ('seg') is cropped like the record's first
+    image modality. Holds no open files, so it pickles into DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        records: list[SubjectRecord],
+        modalities: list[str],
+        target: str | None,
+        cfg: PreprocessConfig,
+        cache: VolumeCache,
+    ) -> None:
+        for record in records:
+            for modality in modalities:
+                if modality not in record.images:
+                    have = ", ".join(sorted(record.images)) or "none"
+                    raise DataError(
+                        f"subject '{record.key}' has no {modality} image (has: {have}); add the "
+                        f"file or drop the subject from the dataset."
+                    )
+        self.records = list(records)
+        self.modalities = list(modalities)
+        self.target = target
+        self.cfg = cfg
+        self.cache = cache
+        values = [target_value(r, target) if target else np.nan for r in self.records]
+        self._targets = np.asarray(values, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def volume(self, i: int) -> np.ndarray:
+        """The (C, *shape) float32 array of record i."""
+        record = self.records[i]
+        reference = self._reference(record)
+        channels = [
+            self.cache.get(
+                record.images[m],
+                self.cfg,
+                is_label=m in LABEL_MODALITIES,
+                reference=reference if m in LABEL_MODALITIES else None,
+            )
+            for m in self.modalities
+        ]
+        return np.stack(channels).astype(np.float32, copy=False)
+
+    def _reference(self, record: SubjectRecord) -> Path | None:
+        """The image a label map is cropped like: the first requested image modality it has."""
+        if not any(m in LABEL_MODALITIES for m in self.modalities):
+            return None
+        for modality in [*self.modalities, *record.images]:
+            if modality not in LABEL_MODALITIES and modality in record.images:
+                return record.images[modality]
+        if self.cfg.crop_to_brain:
+            raise DataError(
+                f"subject '{record.key}' has a label map but no image to crop it like; add its "
+                "T1w or set preprocess.crop_to_brain=false."
+            )
+        return None
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.volume(i)), torch.tensor(self._targets[i])
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self._targets.copy()
+
+    @property
+    def ages(self) -> np.ndarray:
+        return np.array([r.age for r in self.records], dtype=np.float64)
+
+    @property
+    def keys(self) -> list[str]:
+        return [r.key for r in self.records]
+
+    @property
+    def stages(self) -> np.ndarray:
+        return np.array([r.stage for r in self.records], dtype=object)
+
+    def to_array(self) -> np.ndarray:
+        """Every volume stacked: (N, C, *shape) float32."""
+        return np.stack([self.volume(i) for i in range(len(self))])
+
+    def warm(self) -> None:
+        """Preprocess every entry once so later epochs only read the cache."""
+        for i in range(len(self)):
+            self.volume(i)

@@ -1,0 +1,1 @@
+"""Data sources: readers that turn a dataset on disk into subject records."""

@@ -1,0 +1,77 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from brainbench.config import SplitConfig
+from brainbench.data.records import SubjectRecord
+from brainbench.data.splits import load_or_create_splits, make_splits
+from brainbench.errors import DataError
+
+AGES = [-0.2, 0.01, 1.0, 8.0, 15.0, 30.0, 50.0, 80.0]
+
+
+def cohort(n: int = 120) -> list[SubjectRecord]:
+    """n subjects spread over the stages and 3 sites; every fourth has two sessions."""
+    records = []
+    for i in range(n):
+        age = AGES[i % len(AGES)] + (i % 5) * 0.01
+        sessions = ["1", "2"] if i % 4 == 0 else [None]
+        for ses in sessions:
+            records.append(SubjectRecord(f"{i:03d}", age, "F", f"site{i % 3}", session=ses))
+    return records
+
+
+def subject_of(key: str) -> str:
+    return key.split("_")[0]
+
+
+def test_subject_level_and_complete() -> None:
+    records = cohort()
+    splits = make_splits(records, SplitConfig())
+    by_split = {name: {subject_of(k) for k in keys} for name, keys in splits.items()}
+    assert not by_split["train"] & by_split["val"]
+    assert not by_split["train"] & by_split["test"]
+    assert not by_split["val"] & by_split["test"]
+    assert sorted(k for keys in splits.values() for k in keys) == sorted(r.key for r in records)
+    assert len(by_split["test"]) == 30 and len(by_split["val"]) == 18
+
+
+def test_deterministic() -> None:
+    records = cohort()
+    assert make_splits(records, SplitConfig(seed=1)) == make_splits(
+        records[::-1], SplitConfig(seed=1)
+    )
+    assert make_splits(records, SplitConfig(seed=1)) != make_splits(records, SplitConfig(seed=2))
+
+
+def test_stratified_by_stage() -> None:
+    records = cohort() + [SubjectRecord("lonely", 0.05, "M", "x")]  # a one-subject stage
+    stage = {r.key: r.stage for r in records}
+    splits = make_splits(records, SplitConfig())
+    assert {stage[k] for k in splits["train"]} == set(stage.values())
+    for name in ("val", "test"):  # every well-populated stage shows up in evaluation too
+        assert len({stage[k] for k in splits[name]}) >= 7
+
+
+def test_saved_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "splits" / "mri_age.json"
+    records = cohort(40)
+    first = load_or_create_splits(records, SplitConfig(), path)
+    saved = json.loads(path.read_text())
+    assert saved["train"] == first["train"]
+    mtime = path.stat().st_mtime_ns
+    assert load_or_create_splits(records, SplitConfig(), path) == first
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_mismatch(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    load_or_create_splits(cohort(40), SplitConfig(), path)
+    with pytest.raises(DataError, match=r"s.json does not match the data .*delete"):
+        load_or_create_splits(cohort(41), SplitConfig(), path)
+    with pytest.raises(DataError, match=r"s.json was made with split config"):
+        load_or_create_splits(cohort(40), SplitConfig(seed=3), path)
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="unreadable"):
+        load_or_create_splits(cohort(40), SplitConfig(), path)
