@@ -1,0 +1,228 @@
+"""The embedded synthetic lifespan cohort: layout, determinism, anatomy, atomic caching."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainbench.data.synth import LABELS, PRESETS, SITES, ensure_cohort, generate_cohort, render
+from brainbench.data.synth import generate as gen
+from brainbench.data.synth.anatomy import load_template
+from brainbench.errors import ConfigError, DataError
+from brainbench.stages import STAGE_NAMES, stages_of
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRAINBENCH_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_cohort(tmp_path_factory.mktemp("debug") / "cohort", "debug", seed=0)
+
+
+@pytest.fixture(scope="module")
+def table(cohort: Path) -> pd.DataFrame:
+    participants = pd.read_csv(cohort / "participants.tsv", sep="\t", na_values="n/a")
+    latents = pd.read_csv(cohort / "derivatives" / "latents.tsv", sep="\t")
+    return participants.merge(latents, on="participant_id")
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def image_path(root: Path, subject: str, modality: str) -> Path:
+    if modality == "dseg":
+        return root / "derivatives" / "labels" / subject / "anat" / f"{subject}_dseg.nii.gz"
+    folder = "dwi" if modality == "dwi" else "anat"
+    return root / subject / folder / f"{subject}_{modality}.nii.gz"
+
+
+def test_layout_and_participants(cohort: Path, table: pd.DataFrame) -> None:
+    description = json.loads((cohort / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "raw" and "BIDSVersion" in description
+    assert "debug" in description["GeneratedBy"][0]["Description"]
+    columns = json.loads((cohort / "participants.json").read_text())
+    participants = pd.read_csv(
+        cohort / "participants.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    assert list(participants.columns) == list(columns)
+    assert list(participants.columns[:4]) == ["participant_id", "age", "sex", "site"]
+    assert len(participants) == PRESETS["debug"].n_subjects
+    assert set(participants.sex) == {"F", "M"}
+    assert set(participants.site) <= {site.name for site in SITES}
+    assert (participants == "n/a").any().any()  # missing values are written BIDS-style
+    signal = {name: meta["ImagingSignal"] for name, meta in list(columns.items())[1:]}
+    assert signal["cognition"] and signal["weight"] and signal["dementia"]
+    assert not signal["handedness"] and not signal["migraine"]
+    dseg = pd.read_csv(cohort / "derivatives" / "labels" / "dseg.tsv", sep="\t")
+    assert list(dseg.name) == list(LABELS) and list(dseg["index"]) == list(range(8))
+    record = json.loads((cohort / gen.MARKER).read_text())
+    assert record["seed"] == 0 and len(record["sites"]) == len(SITES)
+    for subject in participants.participant_id:
+        for modality in ("T1w", "T2w", "FLAIR", "dwi", "dseg"):
+            assert image_path(cohort, subject, modality).is_file()
+    latent_columns = set(table.columns) - set(participants.columns)
+    assert {"brain_scale", "myelination", "size_hippocampus", "brain_ml"} <= latent_columns
+    assert "age" not in pd.read_csv(cohort / "derivatives" / "latents.tsv", sep="\t")
+
+
+def test_every_stage_is_present(table: pd.DataFrame) -> None:
+    counts = pd.Series(stages_of(table.age.to_numpy())).value_counts()
+    assert set(counts.index) == set(STAGE_NAMES)
+    assert counts.min() >= 4
+    assert table.age.min() < -0.2 and table.age.max() > 80
+
+
+def test_images_affines_and_labels(cohort: Path, table: pd.DataFrame) -> None:
+    orientations = {}
+    for row in table.itertuples():
+        site = gen.SITE_BY_NAME[row.site]
+        t1 = nib.load(image_path(cohort, row.participant_id, "T1w"))
+        labels = nib.load(image_path(cohort, row.participant_id, "dseg"))
+        data = t1.get_fdata(dtype=np.float32)
+        assert t1.shape == (32,) * 3 and t1.get_data_dtype() == np.float32
+        assert np.isfinite(data).all() and data.min() >= 0 and data.max() > 0
+        assert nib.aff2axcodes(t1.affine) == tuple(site.orientation)
+        np.testing.assert_allclose(
+            sorted(t1.header.get_zooms()), sorted(site.voxel_size(32)), rtol=1e-5
+        )
+        np.testing.assert_allclose(labels.affine, t1.affine)
+        assert int(t1.header["sform_code"]) == 1 and int(t1.header["qform_code"]) == 1
+        assert labels.get_data_dtype() == np.uint8
+        values = np.unique(np.asarray(labels.dataobj))
+        assert values.max() <= 7
+        orientations[site.orientation] = orientations.get(site.orientation, 0) + 1
+        if row.age >= 18:  # at 7 mm voxels the accumbens may vanish; see the 64^3 test
+            assert set(values) >= {0, 1, 2, 3, 4, 5, 6}, row.participant_id
+    assert len(orientations) > 1  # some sites store non-RAS images
+
+
+def test_adult_labels_at_default_resolution() -> None:
+    template = load_template()
+    for index, age in enumerate((25.0, 50.0, 80.0)):
+        latents = render.sample_latents(
+            age, "FM"[index % 2], False, False, gen.stream(1, "a", index)
+        )
+        _, labels, _, volumes = render.render(
+            template, gen.SITE_BY_NAME["camcan"], 64, age, latents, gen.stream(1, "b", index)
+        )
+        assert set(np.unique(labels)) == set(range(8))
+        assert 4.0 < volumes["hippocampus_ml"] < 11.0 and 6.0 < volumes["thalamus_ml"] < 16.0
+
+
+def test_brain_grows_and_males_are_larger(table: pd.DataFrame) -> None:
+    stage = pd.Series(stages_of(table.age.to_numpy()), index=table.index)
+    brain = table.brain_ml.groupby(stage).median()
+    assert brain["fetal"] < brain["neonatal"] < brain["infant"] < brain["child"]
+    assert brain["fetal"] < 0.3 * brain["young_adult"]
+    assert brain["older_adult"] < brain["young_adult"]
+    # Sex difference, controlling for age with a polynomial in log post-menstrual age.
+    log_age = np.log(table.age.to_numpy() + 40 / 52)
+    design = np.column_stack([(table.sex == "M").to_numpy(), np.vander(log_age, 6)])
+    coefficients, *_ = np.linalg.lstsq(design, np.log(table.brain_ml.to_numpy()), rcond=None)
+    assert 0.03 < coefficients[0] < 0.15  # about 9% larger in males
+
+
+def test_image_size_follows_latent_volume(cohort: Path, table: pd.DataFrame) -> None:
+    """The images show what the latents say: head extent on T1w tracks intracranial volume."""
+    head_ml = []
+    for row in table.itertuples():
+        image = nib.load(image_path(cohort, row.participant_id, "T1w"))
+        data = image.get_fdata(dtype=np.float32)
+        voxel_ml = float(np.prod(image.header.get_zooms())) / 1000.0
+        head_ml.append((data > 0.35 * np.percentile(data, 99)).sum() * voxel_ml)
+    assert np.corrcoef(np.log(head_ml), np.log(table.icv_ml))[0, 1] > 0.9
+
+
+def test_infant_contrast_is_inverted(cohort: Path, table: pd.DataFrame) -> None:
+    """Newborn T1w: grey matter brighter than white; adult: the reverse (T2w the opposite)."""
+
+    def ratio(subject: str, modality: str) -> float:
+        data = nib.load(image_path(cohort, subject, modality)).get_fdata(dtype=np.float32)
+        labels = np.asarray(nib.load(image_path(cohort, subject, "dseg")).dataobj)
+        grey = data[labels == 4].mean()  # putamen: deep grey matter away from the ventricles
+        white = data[labels == 5].mean()  # pallidum: the palest structure
+        return float(white / grey)
+
+    newborns = table[(table.age >= 0) & (table.age < 0.1)].participant_id
+    adults = table[(table.age > 20) & (table.age < 60)].participant_id
+    assert max(ratio(s, "T1w") for s in newborns) < 1.0 < min(ratio(s, "T1w") for s in adults)
+    assert min(ratio(s, "T2w") for s in newborns) > 1.0 > max(ratio(s, "T2w") for s in adults)
+
+
+def test_determinism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(gen.PRESETS, "tiny", gen.Preset("tiny", 8, 16, "test"))
+    first = digest(generate_cohort(tmp_path / "a", "tiny", seed=3))
+    again = digest(generate_cohort(tmp_path / "b", "tiny", seed=3, workers=2))
+    other = digest(generate_cohort(tmp_path / "c", "tiny", seed=4))
+    assert first == again
+    assert first.keys() == other.keys()
+    changed = [name for name in first if first[name] != other[name]]
+    assert any(name.endswith("_T1w.nii.gz") for name in changed)
+    assert "participants.tsv" in changed
+
+
+def test_subject_streams_do_not_depend_on_cohort_size() -> None:
+    rng_a = gen.stream(0, "anatomy", 5).standard_normal(4)
+    rng_b = gen.stream(0, "anatomy", 5).standard_normal(4)
+    assert np.array_equal(rng_a, rng_b)
+    assert not np.array_equal(rng_a, gen.stream(0, "rest", 5).standard_normal(4))
+
+
+def test_ensure_cohort_is_idempotent_and_atomic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(gen.PRESETS, "tiny", gen.Preset("tiny", 8, 16, "test"))
+    root = gen.default_root("tiny", 0)
+    dead = gen._staging_path(root, 2**22 + 12345)  # a crashed run's leftover
+    (dead / "sub-0001").mkdir(parents=True)
+    assert ensure_cohort("tiny", 0) == root
+    assert (root / gen.MARKER).is_file() and not dead.exists()
+    assert [p.name for p in root.parent.iterdir()] == [root.name]
+    stamp = (root / "participants.tsv").stat().st_mtime_ns
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("regenerated a complete cohort")
+
+    monkeypatch.setattr(gen, "generate_cohort", fail)
+    assert ensure_cohort("tiny", 0) == root
+    assert (root / "participants.tsv").stat().st_mtime_ns == stamp
+
+
+def test_ensure_cohort_never_trusts_an_incomplete_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(gen.PRESETS, "tiny", gen.Preset("tiny", 8, 16, "test"))
+    partial = tmp_path / "partial"
+    (partial / "sub-0001").mkdir(parents=True)
+    with pytest.raises(DataError, match="not a complete synthetic cohort"):
+        ensure_cohort("tiny", 0, root=partial)
+
+    def crash(root: Path, *args: object, **kwargs: object) -> None:
+        (Path(root) / "participants.tsv").parent.mkdir(parents=True)
+        (Path(root) / "participants.tsv").write_text("participant_id\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gen, "generate_cohort", crash)
+    target = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        ensure_cohort("tiny", 0, root=target)
+    assert not target.exists() and os.listdir(tmp_path) == ["partial"]
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(ConfigError, match="debug") as info:
+        ensure_cohort("defualt")
+    assert "Did you mean 'default'" in str(info.value)
