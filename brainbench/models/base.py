@@ -14,7 +14,7 @@ import numpy as np
 
 class Estimator(Protocol):
     def fit(self, train: Any, val: Any, *, seed: int, run_dir: Path) -> dict[str, Any]:
-        """Train on `train`, select/stop on `val`; return training info (epochs, best val loss...)."""
+        """Train on `train`, stop on `val`; return training info (epochs, best val loss...)."""
 
     def predict(self, data: Any) -> np.ndarray:
         """One prediction per subject of `data`, in its order."""

@@ -1,0 +1,205 @@
+"""Classical baselines: `chance` (the training mean or prior) and `ridge` (linear on voxels).
+
+Both predict a number per subject for regression and P(y = 1) for (binary) classification, and
+save their fitted parameters as safetensors, so a saved model is reloaded without scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.preprocessing import StandardScaler
+from torch.utils.data import Dataset
+
+from brainbench.config import StrictModel, TrainerConfig
+from brainbench.errors import DataError
+from brainbench.registry import register_model
+from brainbench.tasks import TaskSpec
+
+META_KEY = "brainbench"
+
+
+def binary_targets(targets: np.ndarray) -> np.ndarray:
+    """Classification targets as floats in {0, 1}; anything else is a DataError."""
+    y = np.asarray(targets, dtype=float)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise DataError(
+            f"a classification target must be coded 0/1; found values {np.unique(y)[:5]}."
+        )
+    return y
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    save_file(arrays, str(path), metadata={META_KEY: json.dumps(meta)})
+
+
+def _load(path: Path, model: str) -> dict[str, np.ndarray]:
+    """The arrays of a file written by `_save` for `model`; anything else is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file {path} does not exist; train the model first.")
+    with safe_open(str(path), framework="np") as f:
+        header = (f.metadata() or {}).get(META_KEY)
+    if header is None:
+        raise DataError(f"{path} was not written by brainbench (no '{META_KEY}' header).")
+    written_by = json.loads(header).get("model")
+    if written_by != model:
+        raise DataError(f"{path} holds a '{written_by}' model, not '{model}'.")
+    return load_file(str(path))
+
+
+class ChanceConfig(StrictModel):
+    """The chance baseline has no parameters."""
+
+
+class ChanceEstimator:
+    """Predicts the training-set mean (regression) or the training prior P(y = 1)."""
+
+    def __init__(self, task: TaskSpec) -> None:
+        self.kind = task.kind
+        self.value: float | None = None
+
+    def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
+        """Store the training mean/prior; `val`, `seed` and `run_dir` are not needed."""
+        y = np.asarray(train.targets, dtype=float)
+        self.value = float((binary_targets(y) if self.kind == "classification" else y).mean())
+        return {"value": self.value}
+
+    def predict(self, data: Dataset) -> np.ndarray:
+        return np.full(len(data), self._fitted())
+
+    def save(self, path: Path) -> None:
+        _save(path, {"value": np.array([self._fitted()])}, {"model": "chance", "kind": self.kind})
+
+    def _fitted(self) -> float:
+        if self.value is None:
+            raise RuntimeError("fit() or load() must be called first")
+        return self.value
+
+    def load(self, path: Path) -> None:
+        self.value = float(_load(path, "chance")["value"][0])
+
+
+class RidgeConfig(StrictModel):
+    pool: int = Field(2, ge=1, description="average-pooling factor applied to the voxels")
+    log10_alpha: tuple[float, float] = Field(
+        (-1.0, 7.0), description="range of the log-spaced penalty grid (log10 of alpha = 1/C)"
+    )
+    n_alphas: int = Field(17, ge=1, description="grid size; the penalty is chosen by CV")
+    cv_folds: int = Field(5, ge=2, description="classification: folds of LogisticRegressionCV")
+
+    @model_validator(mode="after")
+    def _check(self) -> RidgeConfig:
+        if self.log10_alpha[0] > self.log10_alpha[1]:
+            raise ValueError("log10_alpha must be (low, high) with low <= high")
+        return self
+
+    def alphas(self) -> np.ndarray:
+        return np.logspace(*self.log10_alpha, self.n_alphas)
+
+
+class RidgeEstimator:
+    """Linear model on average-pooled, standardised voxels; the penalty is chosen by CV.
+
+    Regression: RidgeCV (efficient leave-one-out over the grid). Classification:
+    LogisticRegressionCV (stratified k-fold, log loss). Only the training set is used; `val`
+    is scored for information.
+    """
+
+    def __init__(self, params: RidgeConfig, task: TaskSpec) -> None:
+        self.params = params
+        self.kind = task.kind
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def features(self, data: Dataset) -> np.ndarray:
+        """(N, voxels / pool^3) average-pooled voxels of every sample of `data`."""
+        k = self.params.pool
+        rows = []
+        for i in range(len(data)):
+            x = torch.as_tensor(data[i][0], dtype=torch.float32)
+            rows.append((F.avg_pool3d(x, k, ceil_mode=True) if k > 1 else x).flatten().numpy())
+        return np.stack(rows).astype(np.float64)
+
+    def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
+        """Standardise with training statistics, choose the penalty by CV on `train` and fit."""
+        scaler = StandardScaler().fit(x := self.features(train))
+        alpha, coef, intercept = self._fit_linear(scaler.transform(x), train.targets, seed)
+        self.arrays = {
+            "mean": scaler.mean_,
+            "scale": scaler.scale_,
+            "coef": np.asarray(coef, dtype=np.float64).ravel(),
+            "intercept": np.asarray(intercept, dtype=np.float64).reshape(1),
+        }
+        val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
+        return {"alpha": alpha, "n_features": x.shape[1], "val_mse": float(np.mean(val_error**2))}
+
+    def _fit_linear(self, x: np.ndarray, targets: np.ndarray, seed: int) -> tuple[float, Any, Any]:
+        """(chosen alpha, coefficients, intercept) of RidgeCV or LogisticRegressionCV."""
+        alphas = self.params.alphas()
+        if self.kind == "regression":
+            ridge = RidgeCV(alphas=alphas).fit(x, np.asarray(targets, dtype=float))
+            return float(ridge.alpha_), ridge.coef_, ridge.intercept_
+        logistic = LogisticRegressionCV(
+            Cs=1 / alphas,
+            l1_ratios=(0.0,),  # pure L2
+            cv=self.params.cv_folds,
+            scoring="neg_log_loss",
+            max_iter=2000,
+            random_state=seed,
+        )
+        with warnings.catch_warnings():  # scikit-learn 1.8-1.9: attribute-layout transition
+            warnings.filterwarnings(
+                "ignore", message=".*use_legacy_attributes", category=FutureWarning
+            )
+            logistic.fit(x, binary_targets(targets))
+        return 1 / float(np.ravel(logistic.C_)[0]), logistic.coef_, logistic.intercept_
+
+    def predict(self, data: Dataset) -> np.ndarray:
+        if not self.arrays:
+            raise RuntimeError("fit() or load() must be called first")
+        a = self.arrays
+        score = (self.features(data) - a["mean"]) / a["scale"] @ a["coef"] + a["intercept"][0]
+        return 1 / (1 + np.exp(-score)) if self.kind == "classification" else score
+
+    def save(self, path: Path) -> None:
+        meta = {"model": "ridge", "kind": self.kind, **self.params.model_dump(mode="json")}
+        _save(path, self.arrays, meta)
+
+    def load(self, path: Path) -> None:
+        self.arrays = _load(path, "ridge")
+
+
+@register_model(
+    "chance",
+    kind="baseline",
+    config=ChanceConfig,
+    description="Predicts the training mean (regression) or prior (classification)",
+    task_kinds=("regression", "classification"),
+)
+def build_chance(
+    params: ChanceConfig, *, task: TaskSpec, trainer: TrainerConfig
+) -> ChanceEstimator:
+    """The chance baseline for `task`."""
+    return ChanceEstimator(task)
+
+
+@register_model(
+    "ridge",
+    kind="sklearn",
+    config=RidgeConfig,
+    description="Ridge / logistic regression on average-pooled voxels, penalty chosen by CV",
+    task_kinds=("regression", "classification"),
+)
+def build_ridge(params: RidgeConfig, *, task: TaskSpec, trainer: TrainerConfig) -> RidgeEstimator:
+    """A ridge (regression) or L2 logistic (classification) estimator for `task`."""
+    return RidgeEstimator(params, task)

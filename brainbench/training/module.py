@@ -1,0 +1,48 @@
+"""The one LightningModule every torch model trains with: a network, a loss and AdamW."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+Loss = Callable[[Tensor, Tensor], Tensor]  # (network output, targets) -> scalar
+
+
+class TrainingModule(L.LightningModule):
+    """Wraps any `nn.Module` and a loss; logs `train_loss` and `val_loss` once per epoch."""
+
+    def __init__(self, net: nn.Module, loss: Loss, *, lr: float, weight_decay: float) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], name: str) -> Tensor:
+        x, y = batch
+        loss = self.loss(self.net(x), y)
+        self.log(
+            name,
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(x),
+            sync_dist=True,
+        )
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train_loss")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val_loss")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
