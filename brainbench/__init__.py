@@ -1,3 +1,3 @@
-"""brainbench: pretrain, fine-tune and benchmark foundation models of the brain across the lifespan."""
+"""brainbench: pretrain, fine-tune and benchmark brain foundation models across the lifespan."""
 
 __version__ = "0.1.0"

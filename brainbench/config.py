@@ -34,8 +34,7 @@ class DataConfig(StrictModel):
     path: Path | None = Field(None, description="dataset root (BIDS folder or manifest CSV)")
     preset: str = Field("default", description="size preset of the embedded cohort")
     cohort_seed: int = Field(0, description="seed of the embedded cohort generator")
-    modality: str = "T1w"
-    cache_dir: Path | None = Field(None, description="preprocessed-array cache; None = home()/cache")
+    cache_dir: Path | None = Field(None, description="array cache; None = home()/cache")
 
 
 class PreprocessConfig(StrictModel):
@@ -169,9 +168,9 @@ def _flat_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
-def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+def _valid_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names of the config section that holds the key at `loc`."""
-    cls: type[BaseModel] = ExperimentConfig
+    cls = root
     for part in loc[:-1]:
         field = cls.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
@@ -200,18 +199,35 @@ def build_config(layers: list[Layer]) -> ExperimentConfig:
         raise ConfigError(format_validation_error(exc, layers)) from None
 
 
-def format_validation_error(exc: ValidationError, layers: list[Layer], prefix: str = "") -> str:
+def format_validation_error(
+    exc: ValidationError,
+    layers: list[Layer],
+    *,
+    root: type[BaseModel] = ExperimentConfig,
+    prefix: str = "",
+) -> str:
+    """One line per problem: the dotted key, the layer that set it and the closest valid key."""
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = prefix + ".".join(str(p) for p in loc) if loc else prefix.rstrip(".") or "config"
         where = origin(key, layers)
         if err["type"] == "extra_forbidden":
-            hint = suggest(str(loc[-1]), _valid_keys(loc)) if not prefix else ""
+            hint = suggest(str(loc[-1]), _valid_keys(root, loc))
             lines.append(f"unknown config key '{key}' (from {where}).{hint}")
         else:
             lines.append(f"bad value for '{key}' (from {where}): {err['msg']}.")
     return " ".join(lines)
+
+
+def validate_section(
+    cls: type[BaseModel], values: dict[str, Any], layers: list[Layer], prefix: str
+) -> BaseModel:
+    """Validate a free-form section (e.g. a model's parameters) against its own config class."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, layers, root=cls, prefix=prefix)) from None
 
 
 def config_to_dict(config: BaseModel) -> dict[str, Any]:
@@ -221,4 +237,3 @@ def config_to_dict(config: BaseModel) -> dict[str, Any]:
 
 def save_config(config: BaseModel, path: Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-

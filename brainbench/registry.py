@@ -48,6 +48,8 @@ class SourceEntry:
     load: Callable[..., Any]
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
+    # (DataConfig) -> DataFrame of true generative latents indexed by record key, or None
+    latents: Callable[..., Any] | None = None
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -68,20 +70,30 @@ def register_model(
 
     def wrap(build: Callable[..., Any]) -> Callable[..., Any]:
         _check_free(name, MODELS, "model")
-        MODELS[name] = ModelEntry(name, kind, config, build, description, task_kinds, defaults or {})
+        MODELS[name] = ModelEntry(
+            name, kind, config, build, description, task_kinds, defaults or {}
+        )
         return build
 
     return wrap
 
 
 def register_source(
-    name: str, *, description: str, defaults: dict[str, Any] | None = None
+    name: str,
+    *,
+    description: str,
+    defaults: dict[str, Any] | None = None,
+    latents: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a data-source loader under `name`."""
+    """Decorator registering a data-source loader under `name`.
+
+    `latents`, for generated data, returns the generator's true latent variables per record so
+    the task runner can compute an oracle ceiling.
+    """
 
     def wrap(load: Callable[..., Any]) -> Callable[..., Any]:
         _check_free(name, SOURCES, "data source")
-        SOURCES[name] = SourceEntry(name, load, description, defaults or {})
+        SOURCES[name] = SourceEntry(name, load, description, defaults or {}, latents)
         return load
 
     return wrap

@@ -21,3 +21,6 @@ class Estimator(Protocol):
 
     def save(self, path: Path) -> None:
         """Write the fitted weights as safetensors (never pickle)."""
+
+    def load(self, path: Path) -> None:
+        """Restore what `save` wrote, ready to predict."""

@@ -97,7 +97,11 @@ def _num(value: Any) -> float:
 
 def _stats(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+    if arr.size < 2:
+        return float(arr.mean()), float("nan")
+    # identical seeds (a deterministic model) give exactly 0, not floating-point dust
+    std = 0.0 if np.ptp(arr) == 0 else float(arr.std(ddof=1))
+    return float(arr.mean()), std
 
 
 def _aggregate(group: list[dict[str, Any]]) -> dict[str, Any]:
