@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -70,6 +70,9 @@ class TrainerConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
+    scheduler: Literal["constant", "cosine"] = Field(
+        "cosine", description="learning rate: constant, or cosine-annealed over max_epochs"
+    )
     patience: int = Field(8, ge=1, description="early-stopping patience in epochs")
     accelerator: str = "auto"
     devices: int | str = 1

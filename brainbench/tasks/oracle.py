@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from brainbench.tasks import TaskSpec
-from brainbench.tasks.scoring import score
+from brainbench.tasks.scoring import headline, score
 
 
 def _candidates(kind: str, n_train: int) -> dict[str, object]:
@@ -73,11 +73,7 @@ def oracle_payload(
     metrics, per_stage = score(spec, y_test, y_pred, ages)
     return {
         "task": spec.name,
-        "headline": {
-            "name": spec.headline,
-            "value": metrics[spec.headline],
-            "higher_is_better": spec.higher_is_better,
-        },
+        "headline": headline(spec, metrics),
         "metrics": metrics,
         "per_stage": per_stage,
         "description": (

@@ -19,3 +19,12 @@ def score(
         return {name: values[name] for name in spec.metrics}
 
     return selected(y_true, y_pred), per_stage(ages, y_true, y_pred, selected)
+
+
+def headline(spec: TaskSpec, metrics: dict[str, float]) -> dict[str, object]:
+    """The headline entry of a run record or oracle: name, value and direction."""
+    return {
+        "name": spec.headline,
+        "value": metrics[spec.headline],
+        "higher_is_better": spec.higher_is_better,
+    }

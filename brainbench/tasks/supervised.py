@@ -32,7 +32,7 @@ from brainbench.results.record import (
 )
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.oracle import oracle_payload
-from brainbench.tasks.scoring import score
+from brainbench.tasks.scoring import headline, score
 
 
 @dataclass(frozen=True)
@@ -185,11 +185,7 @@ def run_experiment(
             "seed": seed,
             "dataset": dataset_id(config),
             "config_digest": digest,
-            "headline": {
-                "name": spec.headline,
-                "value": metrics[spec.headline],
-                "higher_is_better": spec.higher_is_better,
-            },
+            "headline": headline(spec, metrics),
             "metrics": metrics,
             "per_stage": per_stage,
             "n_train": len(datasets["train"]),

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from brainbench.config import TrainerConfig
 from brainbench.errors import ConfigError, DataError
-from brainbench.training.module import Loss, TrainingModule
+from brainbench.training.module import Augment, Loss, TrainingModule
 
 META_KEY = "brainbench"
 
@@ -46,6 +46,7 @@ class TorchModel:
     net: nn.Module
     loss: Loss
     predict: Callable[[Tensor], Tensor]
+    augment: Augment | None = None  # applied to training batches only
 
 
 Setup = Callable[[Dataset], dict[str, Any]]
@@ -74,7 +75,13 @@ class TorchEstimator:
         self.meta = self.setup(train)
         self.model = self.build(self.meta)
         module = TrainingModule(
-            self.model.net, self.model.loss, lr=cfg.lr, weight_decay=cfg.weight_decay
+            self.model.net,
+            self.model.loss,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            max_epochs=cfg.max_epochs,
+            scheduler=cfg.scheduler,
+            augment=self.model.augment,
         )
         checkpoint = ModelCheckpoint(
             dirpath=Path(run_dir) / "checkpoints",

@@ -9,23 +9,43 @@ import torch
 from torch import Tensor, nn
 
 Loss = Callable[[Tensor, Tensor], Tensor]  # (network output, targets) -> scalar
+Augment = Callable[[Tensor], Tensor]  # a batch of inputs -> an augmented batch
 
 
 class TrainingModule(L.LightningModule):
-    """Wraps any `nn.Module` and a loss; logs `train_loss` and `val_loss` once per epoch."""
+    """Wraps any `nn.Module` and a loss; logs `train_loss` and `val_loss` once per epoch.
 
-    def __init__(self, net: nn.Module, loss: Loss, *, lr: float, weight_decay: float) -> None:
+    `augment`, if given, transforms training batches only; `scheduler` 'cosine' anneals the
+    learning rate to zero over `max_epochs`.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: Loss,
+        *,
+        lr: float,
+        weight_decay: float,
+        max_epochs: int = 1,
+        scheduler: str = "constant",
+        augment: Augment | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.loss = loss
         self.lr = lr
         self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.scheduler = scheduler
+        self.augment = augment
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
     def _step(self, batch: tuple[Tensor, Tensor], name: str) -> Tensor:
         x, y = batch
+        if self.augment is not None and name == "train_loss":
+            x = self.augment(x)
         loss = self.loss(self.net(x), y)
         self.log(
             name,
@@ -44,5 +64,9 @@ class TrainingModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "val_loss")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler == "constant":
+            return optimizer
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}
