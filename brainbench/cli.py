@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from brainbench import __version__
 from brainbench.errors import BrainbenchError
 
 EPILOG = """examples:
@@ -18,6 +19,12 @@ EPILOG = """examples:
   brainbench mri age -m sfcn ridge --dataset synth --debug trainer.max_epochs=3
   brainbench mri age --dataset bids data.path=/data/my_bids
   brainbench report results
+
+config keys: data.{dataset,path,preset,cohort_seed,cache_dir}
+  preprocess.{spacing,shape,crop_to_brain,percentiles}  split.{seed,val_fraction,test_fraction}
+  trainer.{max_epochs,batch_size,lr,weight_decay,scheduler,patience,accelerator,devices,
+  strategy,precision,num_workers,progress_bar}  model.<parameter>  seeds  output_dir
+models: `brainbench models`; tasks: `brainbench tasks`; datasets: `brainbench datasets`
 """
 
 
@@ -48,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"brainbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser(
