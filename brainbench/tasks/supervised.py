@@ -153,7 +153,7 @@ def run_experiment(
         if is_complete(rdir) and not force:
             log(f"  {config.model_name} seed {seed}: done already ({rdir}); --force reruns it")
             continue
-        log(f"  {config.model_name} seed {seed}: training")
+        log(f"  {config.model_name} seed {seed}: fitting")
         start = time.perf_counter()
         estimator = entry.build(experiment.params, task=spec, trainer=config.trainer)
         work_root = config.output_dir / ".work"
