@@ -6,10 +6,16 @@ it directly. Datasets are brainbench.data.dataset.VolumeDataset (lazy, cache-bac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from safetensors import safe_open
+
+from brainbench.errors import DataError
+
+META_KEY = "brainbench"  # safetensors header entry holding what a model needs to be rebuilt
 
 
 class Estimator(Protocol):
@@ -24,3 +30,15 @@ class Estimator(Protocol):
 
     def load(self, path: Path) -> None:
         """Restore what `save` wrote, ready to predict."""
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The brainbench metadata in a weights file's header; DataError if missing or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file {path} does not exist; train the model first.")
+    with safe_open(str(path), framework="np") as f:
+        header = (f.metadata() or {}).get(META_KEY)
+    if header is None:
+        raise DataError(f"{path} was not written by brainbench (no '{META_KEY}' header).")
+    return json.loads(header)

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.preprocessing import StandardScaler
@@ -23,10 +22,9 @@ from torch.utils.data import Dataset
 
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import DataError
+from brainbench.models.base import META_KEY, read_meta
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
-
-META_KEY = "brainbench"
 
 
 def binary_targets(targets: np.ndarray) -> np.ndarray:
@@ -45,14 +43,7 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> No
 
 def _load(path: Path, model: str) -> dict[str, np.ndarray]:
     """The arrays of a file written by `_save` for `model`; anything else is a DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"model file {path} does not exist; train the model first.")
-    with safe_open(str(path), framework="np") as f:
-        header = (f.metadata() or {}).get(META_KEY)
-    if header is None:
-        raise DataError(f"{path} was not written by brainbench (no '{META_KEY}' header).")
-    written_by = json.loads(header).get("model")
+    written_by = read_meta(path).get("model")
     if written_by != model:
         raise DataError(f"{path} holds a '{written_by}' model, not '{model}'.")
     return load_file(str(path))

@@ -27,16 +27,14 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from brainbench.config import TrainerConfig
-from brainbench.errors import ConfigError, DataError
+from brainbench.errors import ConfigError
+from brainbench.models.base import META_KEY, read_meta
 from brainbench.training.module import Augment, Loss, TrainingModule
-
-META_KEY = "brainbench"
 
 
 @dataclass
@@ -130,14 +128,7 @@ class TorchEstimator:
 
     def load(self, path: Path) -> None:
         """Restore weights written by `save` (this estimator must come from the same config)."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"model file {path} does not exist; train the model first.")
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get(META_KEY)
-        if header is None:
-            raise DataError(f"{path} was not written by brainbench (no '{META_KEY}' header).")
-        self.meta = json.loads(header)
+        self.meta = read_meta(path)
         self.model = self.build(self.meta)
         self.model.net.load_state_dict(load_file(str(path)))
 
