@@ -137,3 +137,20 @@ def test_ddp_through_the_cli_writes_each_record_once(tmp_path: Path):
     assert proc.stdout.count("wrote ") == 1  # one leaderboard, from rank 0
     models = sorted(json.loads(p.read_text())["model"] for p in records_under(out / "runs"))
     assert models == ["chance", "sfcn"]
+
+
+def test_sex_classification_end_to_end(tmp_path: Path):
+    out = tmp_path / "sex"
+    table = api.run(["mri/sex"], ["chance", "ridge"], debug=True, overrides=[f"output_dir={out}"])
+    assert set(table["model"]) == {"oracle", "chance", "ridge"}
+    for path in records_under(out / "runs"):
+        metrics = json.loads(path.read_text())
+        assert metrics["headline"] == {
+            "name": "balanced_accuracy",
+            "value": metrics["metrics"]["balanced_accuracy"],
+            "higher_is_better": True,
+        }
+        preds = pd.read_csv(path.parent / "predictions.csv")
+        assert set(preds["y_true"]) == {0.0, 1.0}
+        assert preds["y_pred"].between(0, 1).all()  # P(male)
+    assert (table.loc[table["model"] == "chance", "balanced_accuracy_mean"] == 0.5).all()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
@@ -37,7 +37,7 @@ def _candidates(kind: str, n_train: int) -> dict[str, object]:
             random_state=0, max_iter=300, learning_rate=0.05, min_samples_leaf=leaf
         ),
         "k-nearest neighbours": make_pipeline(StandardScaler(), KNeighborsClassifier(k)),
-        "logistic": make_pipeline(StandardScaler(), LogisticRegressionCV(max_iter=2000)),
+        "logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
     }
 
 
