@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from brainbench.config import SplitConfig
+from brainbench.config import DataConfig, SplitConfig
 from brainbench.data.cache import atomic_write
 from brainbench.data.records import SubjectRecord
 from brainbench.errors import DataError
@@ -90,3 +91,32 @@ def load_or_create_splits(
             f"split file {path} does not match the data ({added} records new, {gone} gone); {fix}."
         )
     return splits
+
+
+def dataset_id(data: DataConfig) -> str:
+    """A name telling datasets apart in paths: 'synth-default-seed0' or 'bids-<name>-<hash>'."""
+    if data.dataset == "synth":
+        return f"synth-{data.preset}-seed{data.cohort_seed}"
+    where = str(data.path.resolve()) if data.path else ""
+    digest = hashlib.sha1(where.encode()).hexdigest()[:8]
+    return f"{data.dataset}-{data.path.name if data.path else 'none'}-{digest}"
+
+
+def dataset_splits(
+    data: DataConfig, split: SplitConfig, output_dir: Path
+) -> tuple[list[SubjectRecord], dict[str, list[str]]]:
+    """A dataset's records and its one subject-level split, shared by every task and pretraining.
+
+    One split per dataset (not per task) means a subject held out for testing by any task is
+    held out by all of them, and never seen by a pretrained model.
+    """
+    from brainbench.registry import get_source
+
+    records = get_source(data.dataset).load(data)
+    if len(records) < 10:
+        raise DataError(
+            f"dataset '{data.dataset}' has {len(records)} subjects; at least 10 are needed "
+            "to split them into train/val/test."
+        )
+    path = Path(output_dir) / "splits" / f"{dataset_id(data)}_split{split.seed}.json"
+    return records, load_or_create_splits(records, split, path)

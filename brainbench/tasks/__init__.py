@@ -14,12 +14,14 @@ from typing import Any, Literal
 from brainbench.config import load_yaml
 from brainbench.errors import ConfigError, unknown
 
+KINDS = ("regression", "classification", "segmentation", "synthesis")
+
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
     description: str
-    kind: Literal["regression", "classification"]
+    kind: Literal["regression", "classification", "segmentation", "synthesis"]
     inputs: tuple[str, ...]
     target: str
     headline: str
@@ -40,8 +42,8 @@ def _parse(path: Path) -> TaskSpec:
     extra = set(raw) - set(required) - {"higher_is_better", "config", "version"}
     if extra:
         raise ConfigError(f"task file {path} has unknown keys {sorted(extra)}.")
-    if raw["kind"] not in ("regression", "classification"):
-        raise ConfigError(f"task file {path}: kind must be 'regression' or 'classification'.")
+    if raw["kind"] not in KINDS:
+        raise ConfigError(f"task file {path}: kind must be one of {', '.join(KINDS)}.")
     return TaskSpec(
         name=raw["name"],
         description=raw["description"],

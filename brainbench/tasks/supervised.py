@@ -18,7 +18,7 @@ from brainbench.config import ExperimentConfig, config_to_dict, home
 from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import SubjectRecord
-from brainbench.data.splits import load_or_create_splits
+from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.errors import DataError
 from brainbench.registry import get_model, get_source
 from brainbench.results.leaderboard import write_oracle
@@ -47,22 +47,12 @@ class Experiment:
         return get_task(self.config.task)
 
     def run_dirs(self) -> list[Path]:
-        tag = dataset_id(self.config)
+        tag = dataset_id(self.config.data)
         out = self.config.output_dir
         return [
             run_dir(out, self.config.task, self.config.model_name, s, tag)
             for s in self.config.seeds
         ]
-
-
-def dataset_id(config: ExperimentConfig) -> str:
-    """A name telling datasets apart in paths: 'synth-default-seed0' or 'bids-<name>-<hash>'."""
-    data = config.data
-    if data.dataset == "synth":
-        return f"synth-{data.preset}-seed{data.cohort_seed}"
-    where = str(data.path.resolve()) if data.path else ""
-    digest = hashlib.sha1(where.encode()).hexdigest()[:8]
-    return f"{data.dataset}-{data.path.name if data.path else 'none'}-{digest}"
 
 
 def config_digest(config: ExperimentConfig) -> str:
@@ -93,39 +83,36 @@ def is_global_zero() -> bool:
     return all(int(os.environ.get(v, "0")) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
-def _with_target(records: list[SubjectRecord], spec: TaskSpec) -> list[SubjectRecord]:
-    if spec.target in ("age", "sex"):
-        return records
-    return [r for r in records if r.phenotypes.get(spec.target) is not None]
+def _has_target(record: SubjectRecord, target: str) -> bool:
+    return target in ("age", "sex") or record.phenotypes.get(target) is not None
 
 
 def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
-    """Load records, split them (once per dataset and task) and warm the cache."""
+    """Load records, take the dataset's split, keep subjects with the target, warm the cache."""
     spec = get_task(config.task)
-    source = get_source(config.data.dataset)
-    records = _with_target(source.load(config.data), spec)
-    if len(records) < 10:
-        raise DataError(
-            f"dataset '{config.data.dataset}' has {len(records)} subjects with target "
-            f"'{spec.target}'; at least 10 are needed to split into train/val/test."
-        )
-    split_file = (
-        config.output_dir / "splits" / f"{dataset_id(config)}_{spec.name.replace('/', '-')}"
-        f"_split{config.split.seed}.json"
-    )
-    splits = load_or_create_splits(records, config.split, split_file)
-    cache = VolumeCache(config.data.cache_dir or home() / "cache")
+    records, splits = dataset_splits(config.data, config.split, config.output_dir)
     by_key = {r.key: r for r in records}
-    datasets = {
-        name: VolumeDataset(
-            [by_key[k] for k in keys], list(spec.inputs), spec.target, config.preprocess, cache
-        )
+    chosen = {
+        name: [by_key[k] for k in keys if _has_target(by_key[k], spec.target)]
         for name, keys in splits.items()
     }
+    empty = [name for name, subset in chosen.items() if len(subset) < 2]
+    if empty:
+        raise DataError(
+            f"dataset '{config.data.dataset}' has fewer than 2 subjects with target "
+            f"'{spec.target}' in the {', '.join(empty)} split; check participants.tsv."
+        )
+    cache = VolumeCache(config.data.cache_dir or home() / "cache")
+    datasets = {
+        name: VolumeDataset(subset, list(spec.inputs), spec.target, config.preprocess, cache)
+        for name, subset in chosen.items()
+    }
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
-    log(f"{spec.name}: {len(records)} subjects from '{config.data.dataset}' ({sizes})")
+    n = sum(len(ds) for ds in datasets.values())
+    log(f"{spec.name}: {n} subjects from '{config.data.dataset}' ({sizes})")
     for ds in datasets.values():
         ds.warm()
+    source = get_source(config.data.dataset)
     oracle = source.latents(config.data) if source.latents else None
     if oracle is not None and is_global_zero():
         payload = oracle_payload(
@@ -134,7 +121,7 @@ def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
             (datasets["train"].keys, datasets["train"].targets),
             (datasets["test"].keys, datasets["test"].targets, datasets["test"].ages),
         )
-        write_oracle(config.output_dir, spec.name, payload | {"dataset": dataset_id(config)})
+        write_oracle(config.output_dir, spec.name, payload | {"dataset": dataset_id(config.data)})
     return datasets
 
 
@@ -181,9 +168,9 @@ def run_experiment(
             "task": spec.name,
             "task_version": spec.version,
             "model": config.model_name,
-            "protocol": _protocol(entry.kind),
+            "protocol": info.pop("protocol", _protocol(entry.kind)),
             "seed": seed,
-            "dataset": dataset_id(config),
+            "dataset": dataset_id(config.data),
             "config_digest": digest,
             "headline": headline(spec, metrics),
             "metrics": metrics,
