@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
@@ -21,13 +23,7 @@ from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plu
 from brainbench.results.leaderboard import format_table, load_leaderboard, write_reports
 from brainbench.results.record import check_writable, is_complete
 from brainbench.tasks import TaskSpec, all_tasks, get_task
-from brainbench.tasks.supervised import (
-    Experiment,
-    config_digest,
-    is_global_zero,
-    prepare,
-    run_experiment,
-)
+from brainbench.tasks.supervised import Experiment, config_digest, is_global_zero
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 QUICK_SUITE: tuple[str, ...] = ("mri/age",)
@@ -130,14 +126,22 @@ def run(
     for exp in experiments:
         cfg = exp.config
         key = (cfg.task, cfg.model_dump_json(include={"data", "preprocess", "split", "output_dir"}))
+        runner = _runner(exp.spec)
         if key not in prepared:
-            prepared[key] = prepare(cfg, log)
-        run_experiment(exp, prepared[key], force=force, log=log)
+            prepared[key] = runner.prepare(cfg, log)
+        runner.run_experiment(exp, prepared[key], force=force, log=log)
     if not is_global_zero():
         return pd.DataFrame()
     outputs = {exp.config.output_dir for exp in experiments}
     tables = [report(out, log=log) for out in sorted(outputs)]
     return pd.concat(tables, ignore_index=True)
+
+
+def _runner(spec: TaskSpec) -> ModuleType:
+    """The module running a task's kind: scalar targets or voxel-wise ones."""
+    if spec.kind in ("segmentation", "synthesis"):
+        return importlib.import_module("brainbench.tasks.voxelwise")
+    return importlib.import_module("brainbench.tasks.supervised")
 
 
 def report(results_dir: Path = Path("results"), *, log: Log = print) -> pd.DataFrame:
