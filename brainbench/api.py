@@ -23,7 +23,7 @@ from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plu
 from brainbench.results.leaderboard import format_table, load_leaderboard, write_reports
 from brainbench.results.record import check_writable, is_complete
 from brainbench.tasks import TaskSpec, all_tasks, get_task
-from brainbench.tasks.supervised import Experiment, config_digest, is_global_zero
+from brainbench.tasks.runs import Experiment, config_digest, is_global_zero
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 QUICK_SUITE: tuple[str, ...] = ("mri/age",)
@@ -135,6 +135,39 @@ def run(
     outputs = {exp.config.output_dir for exp in experiments}
     tables = [report(out, log=log) for out in sorted(outputs)]
     return pd.concat(tables, ignore_index=True)
+
+
+def pretrain(
+    model: str,
+    *,
+    dataset: str | None = None,
+    overrides: Sequence[str] = (),
+    debug: bool = False,
+    config_file: Path | None = None,
+    log: Log = print,
+) -> Path:
+    """Pretrain a foundation model on a dataset's training subjects; return its folder.
+
+    Layers: --debug (the debug cohort, grid and results folder, few steps) -> --config FILE ->
+    key=value -> --dataset. Only subjects outside every task's test split are used.
+    """
+    from brainbench.training.pretrain import build_pretrain_config
+    from brainbench.training.pretrain import pretrain as run_pretraining
+
+    layers: list[Layer] = []
+    if debug:
+        quick = load_yaml(CONFIG_DIR / "debug.yaml")
+        keep = {k: quick[k] for k in ("data", "preprocess", "output_dir")}
+        layers.append(("--debug", keep | {"max_steps": 30}))
+    if config_file is not None:
+        layers.append((f"config file {config_file}", load_yaml(config_file)))
+    layers.append(("command line", parse_overrides(list(overrides))))
+    if dataset is not None:
+        layers.append(("--dataset", {"data": {"dataset": dataset}}))
+    config = build_pretrain_config(model, layers)
+    get_source(config.data.dataset)  # an unknown dataset fails before any work
+    check_writable(config.output_dir)
+    return run_pretraining(config, log=log)
 
 
 def _runner(spec: TaskSpec) -> ModuleType:

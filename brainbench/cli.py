@@ -83,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("task", choices=sorted(names), help="task name")
         _add_run_options(p)
 
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="pretrain a foundation model (mae3d_cnn) on a dataset's training subjects",
+        description="Masked-autoencoder pretraining on the training subjects of a dataset's "
+        "shared split (never any task's test subjects); writes model.safetensors, config.json, "
+        "metrics.json and reconstructions.png under OUTPUT_DIR/pretrained/. Fine-tune with "
+        "`brainbench mri age -m mae3d_cnn model.init=PATH` or probe with -m mae3d_probe.",
+        epilog="examples:\n  brainbench pretrain mae3d_cnn --debug\n"
+        "  brainbench pretrain mae3d_cnn max_steps=2000 model.width=64 trainer.batch_size=8\n\n"
+        "config keys: model.{width,depth,groups,activation,in_channels} max_steps mask_ratio\n"
+        "  patch_size brain_only intensity_jitter checkpoint_every seed output_dir modalities\n"
+        "  data.* preprocess.* split.* trainer.*",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pretrain.add_argument("model", help="model to pretrain: mae3d_cnn")
+    pretrain.add_argument("--dataset", metavar="NAME", help="data source (default: synth)")
+    pretrain.add_argument("--debug", action="store_true", help="debug cohort, 30 steps")
+    pretrain.add_argument("--config", type=Path, metavar="FILE", help="YAML config layer")
+    pretrain.add_argument("overrides", nargs="*", metavar="key.sub=value")
+
     synth = sub.add_parser(
         "synth",
         help="generate the embedded synthetic lifespan cohort (BIDS)",
@@ -154,6 +174,9 @@ def _datasets(args: argparse.Namespace) -> None:
     print(catalogue.format_catalogue())
 
 
+VERBS = ("run", "pretrain", "synth", "report", "tasks", "models", "datasets")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -166,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown_args or extra)}")
         if extra:
             args.overrides = args.overrides + extra
-        if args.command not in ("run", "synth", "report", "tasks", "models", "datasets"):
+        if args.command not in VERBS:
             args.task_name = f"{args.command}/{args.task}"
         _dispatch(args)
     except BrainbenchError as exc:
@@ -186,6 +209,15 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         root = ensure_cohort(args.preset, args.seed, root=args.out)
         print(f"synthetic cohort '{args.preset}' (seed {args.seed}) at {root}")
+    elif args.command == "pretrain":
+        folder = api.pretrain(
+            args.model,
+            dataset=args.dataset,
+            overrides=args.overrides,
+            debug=args.debug,
+            config_file=args.config,
+        )
+        print(f"pretrained {args.model}: {folder}")
     elif args.command == "report":
         api.report(args.results_dir)
     elif args.command == "tasks":

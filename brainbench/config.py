@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -109,6 +109,7 @@ class ExperimentConfig(StrictModel):
 
 
 Layer = tuple[str, dict[str, Any]]  # (where it came from, nested dict)
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -191,15 +192,15 @@ def origin(key: str, layers: list[Layer]) -> str:
     return "defaults"
 
 
-def build_config(layers: list[Layer]) -> ExperimentConfig:
-    """Merge the layers in order and validate; errors name the key, its layer and a fix."""
+def build_config(layers: list[Layer], root: type[M] = ExperimentConfig) -> M:
+    """Merge the layers in order and validate as `root`; errors name the key, layer and a fix."""
     merged: dict[str, Any] = {}
     for _, tree in layers:
         merged = deep_merge(merged, tree)
     try:
-        return ExperimentConfig.model_validate(merged)
+        return root.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, layers)) from None
+        raise ConfigError(format_validation_error(exc, layers, root=root)) from None
 
 
 def format_validation_error(

@@ -20,6 +20,9 @@ from brainbench.errors import BrainbenchError, unknown
 BUILTIN_MODULES = (
     "brainbench.models.classical",
     "brainbench.models.sfcn",
+    "brainbench.models.unet",
+    "brainbench.models.voxel_baselines",
+    "brainbench.models.mae3d_cnn",
     "brainbench.data.sources.synth",
     "brainbench.data.sources.bids",
     "brainbench.data.sources.manifest",
@@ -38,6 +41,14 @@ class ModelEntry:
     description: str
     task_kinds: tuple[str, ...] = ("regression",)
     defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
+    # (params) -> protocol name, for models whose protocol depends on their parameters
+    protocol: Callable[[Any], str] | None = None
+
+    def protocol_of(self, params: Any) -> str:
+        """'scratch', 'finetune', 'linear_probe', 'baseline'...: a leaderboard column."""
+        if self.protocol is not None:
+            return self.protocol(params)
+        return "scratch" if self.kind == "torch" else "baseline"
 
 
 @dataclass(frozen=True)
@@ -65,13 +76,14 @@ def register_model(
     description: str,
     task_kinds: tuple[str, ...] = ("regression",),
     defaults: dict[str, Any] | None = None,
+    protocol: Callable[[Any], str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a model builder under `name`."""
 
     def wrap(build: Callable[..., Any]) -> Callable[..., Any]:
         _check_free(name, MODELS, "model")
         MODELS[name] = ModelEntry(
-            name, kind, config, build, description, task_kinds, defaults or {}
+            name, kind, config, build, description, task_kinds, defaults or {}, protocol
         )
         return build
 

@@ -97,6 +97,25 @@ def _check_labels(img: nib.Nifti1Image) -> None:
         )
 
 
+def _grid_centre(
+    img: nib.Nifti1Image, cfg: PreprocessConfig, reference: nib.Nifti1Image | None
+) -> np.ndarray:
+    """World (mm) centre of the output grid: the brain of `reference` (or `img`), or the FOV."""
+    if not cfg.crop_to_brain:
+        return fov_centre(img)
+    return brain_centre(img if reference is None else reference)
+
+
+def grid_affine(
+    img: nib.Nifti1Image, cfg: PreprocessConfig, *, reference: nib.Nifti1Image | None = None
+) -> np.ndarray:
+    """The 4x4 RAS voxel-to-world affine of the grid `preprocess_volume` samples `img` on."""
+    affine = np.diag([cfg.spacing] * 3 + [1.0])
+    centre = _grid_centre(img, cfg, reference)
+    affine[:3, 3] = centre - cfg.spacing * (np.array(cfg.shape) - 1) / 2
+    return affine
+
+
 def preprocess_volume(
     img: nib.Nifti1Image,
     cfg: PreprocessConfig,
@@ -112,11 +131,7 @@ def preprocess_volume(
     """
     if is_label:
         _check_labels(img)
-    if not cfg.crop_to_brain:
-        centre = fov_centre(img)
-    elif reference is None and is_label:
-        raise ValueError("a label map is cropped like its image: pass reference=<the image>")
-    else:
-        centre = brain_centre(img if reference is None else reference)
-    volume = _resample(img, cfg, centre, order=0 if is_label else 1)
+        if cfg.crop_to_brain and reference is None:
+            raise ValueError("a label map is cropped like its image: pass reference=<the image>")
+    volume = _resample(img, cfg, _grid_centre(img, cfg, reference), order=0 if is_label else 1)
     return np.rint(volume).astype(np.float32) if is_label else normalise(volume, cfg.percentiles)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from brainbench.errors import DataError
 
@@ -42,3 +43,16 @@ def read_meta(path: Path) -> dict[str, Any]:
     if header is None:
         raise DataError(f"{path} was not written by brainbench (no '{META_KEY}' header).")
     return json.loads(header)
+
+
+def save_weights(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write numpy arrays as safetensors with `meta` (which names the model) in the header."""
+    save_file(arrays, str(path), metadata={META_KEY: json.dumps(meta)})
+
+
+def load_weights(path: Path, model: str) -> dict[str, np.ndarray]:
+    """The arrays `save_weights` wrote for `model`; any other file is a DataError."""
+    written_by = read_meta(path).get("model")
+    if written_by != model:
+        raise DataError(f"{path} holds a '{written_by}' model, not '{model}'.")
+    return load_file(str(path))

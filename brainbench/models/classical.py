@@ -6,7 +6,6 @@ save their fitted parameters as safetensors, so a saved model is reloaded withou
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import Dataset
 
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import DataError
-from brainbench.models.base import META_KEY, read_meta
+from brainbench.models.base import load_weights, save_weights
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
 
@@ -35,18 +33,6 @@ def binary_targets(targets: np.ndarray) -> np.ndarray:
             f"a classification target must be coded 0/1; found values {np.unique(y)[:5]}."
         )
     return y
-
-
-def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    save_file(arrays, str(path), metadata={META_KEY: json.dumps(meta)})
-
-
-def _load(path: Path, model: str) -> dict[str, np.ndarray]:
-    """The arrays of a file written by `_save` for `model`; anything else is a DataError."""
-    written_by = read_meta(path).get("model")
-    if written_by != model:
-        raise DataError(f"{path} holds a '{written_by}' model, not '{model}'.")
-    return load_file(str(path))
 
 
 class ChanceConfig(StrictModel):
@@ -70,7 +56,9 @@ class ChanceEstimator:
         return np.full(len(data), self._fitted())
 
     def save(self, path: Path) -> None:
-        _save(path, {"value": np.array([self._fitted()])}, {"model": "chance", "kind": self.kind})
+        save_weights(
+            path, {"value": np.array([self._fitted()])}, {"model": "chance", "kind": self.kind}
+        )
 
     def _fitted(self) -> float:
         if self.value is None:
@@ -78,7 +66,7 @@ class ChanceEstimator:
         return self.value
 
     def load(self, path: Path) -> None:
-        self.value = float(_load(path, "chance")["value"][0])
+        self.value = float(load_weights(path, "chance")["value"][0])
 
 
 class RidgeConfig(StrictModel):
@@ -164,10 +152,10 @@ class RidgeEstimator:
 
     def save(self, path: Path) -> None:
         meta = {"model": "ridge", "kind": self.kind, **self.params.model_dump(mode="json")}
-        _save(path, self.arrays, meta)
+        save_weights(path, self.arrays, meta)
 
     def load(self, path: Path) -> None:
-        self.arrays = _load(path, "ridge")
+        self.arrays = load_weights(path, "ridge")
 
 
 @register_model(

@@ -176,7 +176,7 @@ def logit_probability(logits: Tensor) -> Tensor:
     return torch.sigmoid(logits[:, 0].float())
 
 
-def _setup(params: SFCNConfig, task: TaskSpec, train: Dataset) -> dict[str, Any]:
+def target_setup(params: SFCNConfig, task: TaskSpec, train: Dataset) -> dict[str, Any]:
     x, _ = train[0]
     meta: dict[str, Any] = {"in_shape": list(x.shape)}
     targets = np.asarray(train.targets, dtype=float)
@@ -211,4 +211,6 @@ def _build(params: SFCNConfig, task: TaskSpec, meta: dict[str, Any]) -> TorchMod
 )
 def build_sfcn(params: SFCNConfig, *, task: TaskSpec, trainer: TrainerConfig) -> TorchEstimator:
     """An SFCN estimator for `task` (regression: soft-label bins; classification: one logit)."""
-    return TorchEstimator(partial(_setup, params, task), partial(_build, params, task), trainer)
+    return TorchEstimator(
+        partial(target_setup, params, task), partial(_build, params, task), trainer
+    )

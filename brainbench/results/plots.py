@@ -20,7 +20,7 @@ STAGE_COLOURS = dict(
 )
 
 
-def _save(fig: Figure, path: Path | str) -> Path:
+def save_figure(fig: Figure, path: Path | str) -> Path:
     path = Path(path)
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
@@ -45,7 +45,7 @@ def plot_predictions(
     ax.plot([low, high], [low, high], color="0.4", linestyle="--", linewidth=1, label="identity")
     ax.set(xlabel="true", ylabel="predicted", title=title)
     ax.legend(fontsize="small", loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_stage_metric(path: Path | str, per_stage_table: pd.DataFrame, metric: str) -> Path:
@@ -60,4 +60,4 @@ def plot_stage_metric(path: Path | str, per_stage_table: pd.DataFrame, metric: s
     ax.set(ylabel=metric, title=f"{metric} per lifespan stage")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -39,12 +39,16 @@ from brainbench.training.module import Augment, Loss, TrainingModule
 
 @dataclass
 class TorchModel:
-    """A network, the loss it trains with and how its output becomes one prediction per sample."""
+    """A network, the loss it trains with and how its output becomes one prediction per sample.
+
+    `infer(net, x)`, if given, replaces `net(x)` at prediction time (e.g. sliding windows).
+    """
 
     net: nn.Module
     loss: Loss
     predict: Callable[[Tensor], Tensor]
     augment: Augment | None = None  # applied to training batches only
+    infer: Callable[[nn.Module, Tensor], Tensor] | None = None
 
 
 Setup = Callable[[Dataset], dict[str, Any]]
@@ -88,7 +92,7 @@ class TorchEstimator:
             save_top_k=1,
             save_weights_only=True,
         )
-        with _quiet():
+        with quiet_lightning():
             trainer = self._trainer(run_dir, checkpoint)
             start = time.perf_counter()
             trainer.fit(module, self._loader(train, shuffle=True), self._loader(val))
@@ -109,14 +113,18 @@ class TorchEstimator:
         }
 
     def predict(self, data: Dataset) -> np.ndarray:
-        """One prediction per sample of `data`, in its order (single process, eval mode)."""
+        """One prediction per sample of `data`, in its order (single process, eval mode).
+
+        A prediction is whatever `TorchModel.predict` makes of a sample: a scalar, or a volume.
+        """
         model = self._fitted()
         device = self._device()
         net = model.net.to(device).eval()
+        infer = model.infer or (lambda n, x: n(x))
         outputs = []
         with torch.inference_mode():
             for x, _ in self._loader(data):
-                outputs.append(model.predict(net(x.to(device))).float().cpu())
+                outputs.append(model.predict(infer(net, x.to(device))).float().cpu())
         net.cpu()
         return torch.cat(outputs).numpy()
 
@@ -134,26 +142,8 @@ class TorchEstimator:
 
     def _trainer(self, run_dir: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
         cfg = self.trainer_cfg
-        try:
-            return L.Trainer(
-                max_epochs=cfg.max_epochs,
-                accelerator=cfg.accelerator,
-                devices=cfg.devices,
-                strategy=cfg.strategy,
-                precision=cfg.precision,
-                callbacks=[EarlyStopping(monitor="val_loss", patience=cfg.patience), checkpoint],
-                logger=CSVLogger(run_dir, name="logs", version=""),
-                enable_progress_bar=cfg.progress_bar,
-                enable_model_summary=False,
-                deterministic=_deterministic(cfg),
-                num_sanity_val_steps=0,
-                log_every_n_steps=1,
-            )
-        except (ValueError, ImportError, MisconfigurationException) as exc:
-            raise ConfigError(
-                f"Lightning rejected the trainer settings: {exc} Check trainer.accelerator, "
-                "trainer.devices, trainer.strategy and trainer.precision."
-            ) from None
+        early = EarlyStopping(monitor="val_loss", patience=cfg.patience)
+        return make_trainer(cfg, run_dir, [early, checkpoint])
 
     def _fitted(self) -> TorchModel:
         if self.model is None:
@@ -175,14 +165,41 @@ class TorchEstimator:
         )
 
 
-def _deterministic(cfg: TrainerConfig) -> bool | str:
+def make_trainer(
+    cfg: TrainerConfig, log_dir: Path, callbacks: list[L.Callback], **extra: Any
+) -> L.Trainer:
+    """A Lightning Trainer from the trainer config; settings it rejects are a ConfigError."""
+    try:
+        return L.Trainer(
+            max_epochs=cfg.max_epochs,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=cfg.strategy,
+            precision=cfg.precision,
+            callbacks=callbacks,
+            logger=CSVLogger(log_dir, name="logs", version=""),
+            enable_progress_bar=cfg.progress_bar,
+            enable_model_summary=False,
+            deterministic=deterministic_mode(cfg),
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            **extra,
+        )
+    except (ValueError, ImportError, MisconfigurationException) as exc:
+        raise ConfigError(
+            f"Lightning rejected the trainer settings: {exc} Check trainer.accelerator, "
+            "trainer.devices, trainer.strategy and trainer.precision."
+        ) from None
+
+
+def deterministic_mode(cfg: TrainerConfig) -> bool | str:
     """True on CPU; 'warn' on GPU, where some 3D ops (max-pool backward) have no such kernel."""
     on_gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
     return "warn" if on_gpu else True
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_lightning() -> Iterator[None]:
     """Silence Lightning's per-run banners and hints (devices available, worker counts...)."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]

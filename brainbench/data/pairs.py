@@ -1,0 +1,106 @@
+"""A torch Dataset of (input volumes, target volume) pairs for voxel-wise tasks, read lazily.
+
+Inputs are preprocessed as in VolumeDataset. The target is a label map ('seg': nearest
+neighbour, integer labels) or another image (e.g. 'T2w', scaled to [0, 1]); either way it is
+sampled on the grid of the first input modality (cropped like it), so input and target align
+voxel for voxel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from nibabel.filebasedimages import ImageFileError
+
+from brainbench.config import PreprocessConfig
+from brainbench.data.cache import VolumeCache
+from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset
+from brainbench.data.nifti import load_nifti
+from brainbench.data.preprocess import foreground, grid_affine
+from brainbench.data.records import SubjectRecord
+from brainbench.errors import DataError
+
+
+def _shape(path: Path) -> tuple[int, ...]:
+    """The spatial shape in a NIfTI header (the data is not read)."""
+    try:
+        return tuple(nib.load(path).shape[:3])
+    except (OSError, ImageFileError) as exc:
+        raise DataError(f"image {path} cannot be read ({exc}); replace the file.") from None
+
+
+class PairDataset(VolumeDataset):
+    """Item i is (x: float32 (C, *shape) inputs, y: float32 (1, *shape) target volume).
+
+    A label-map target must have its image's voxel shape and labels in 0..n_labels-1 (checked
+    on the header when built, and on the preprocessed labels when read); a DataError names the
+    file otherwise.
+    """
+
+    def __init__(
+        self,
+        records: list[SubjectRecord],
+        inputs: list[str],
+        target: str,
+        cfg: PreprocessConfig,
+        cache: VolumeCache,
+        *,
+        n_labels: int,
+    ) -> None:
+        super().__init__(records, inputs, None, cfg, cache)
+        self.target_modality = target
+        self.is_label = target in LABEL_MODALITIES
+        self.n_labels = n_labels
+        for record in self.records:
+            if target not in record.images:
+                raise DataError(
+                    f"subject '{record.key}' has no {target} volume, the target of this task; add "
+                    "the file or drop the subject."
+                )
+            if self.is_label:
+                label, image = record.images[target], record.images[inputs[0]]
+                if _shape(label) != _shape(image):
+                    raise DataError(
+                        f"label map {label} has shape {_shape(label)} but its image {image} has "
+                        f"{_shape(image)}; resample the labels onto the image grid."
+                    )
+
+    def reference(self, i: int) -> Path:
+        """The image whose grid the target of record i is sampled on (the first input)."""
+        return self.records[i].images[self.modalities[0]]
+
+    def target_volume(self, i: int) -> np.ndarray:
+        """The (*shape) float32 target of record i: integer labels or intensities in [0, 1]."""
+        path = self.records[i].images[self.target_modality]
+        volume = self.cache.get(path, self.cfg, is_label=self.is_label, reference=self.reference(i))
+        if self.is_label and volume.size and volume.max() >= self.n_labels:
+            raise DataError(
+                f"label map {path} has label {int(volume.max())}; labels must be 0..."
+                f"{self.n_labels - 1}. Remap it to the task's structures."
+            )
+        return volume
+
+    def mask(self, i: int) -> np.ndarray:
+        """The brain mask of record i: the foreground of its preprocessed target image.
+
+        Foreground = brighter than 10% of the 99.9th percentile (preprocess.foreground); for a
+        label-map target, every labelled voxel.
+        """
+        volume = self.target_volume(i)
+        return volume > 0 if self.is_label else foreground(volume)
+
+    def affine(self, i: int) -> np.ndarray:
+        """The RAS affine of record i's preprocessed grid (spacing mm, centred on its brain)."""
+        return grid_affine(load_nifti(self.reference(i)), self.cfg)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.volume(i)), torch.from_numpy(self.target_volume(i)[None])
+
+    def warm(self) -> None:
+        """Preprocess every input and target once (and check the labels)."""
+        for i in range(len(self)):
+            self.volume(i)
+            self.target_volume(i)

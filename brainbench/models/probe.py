@@ -1,0 +1,147 @@
+"""Probes: scikit-learn on the frozen embeddings of any network exposing `encode(x) -> (B, D)`.
+
+`linear`: RidgeCV (regression) or L2 LogisticRegressionCV (classification). `mlp`: one hidden
+ReLU layer (MLPRegressor / MLPClassifier) with its L2 penalty chosen by grid-search CV. The
+penalty is always chosen by cross-validation on the training split only. The fitted probe is
+stored as plain arrays (standardisation + dense layers) next to the encoder weights, so a saved
+probe is safetensors only and predicts without scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from safetensors.torch import load_file, save_file
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from brainbench.config import StrictModel
+from brainbench.models.base import META_KEY
+from brainbench.models.classical import binary_targets
+from brainbench.tasks import TaskSpec
+
+
+class ProbeConfig(StrictModel):
+    init: Path = Field(description="pretrained folder or model.safetensors (required)")
+    head: Literal["linear", "mlp"] = "linear"
+    log10_alpha: tuple[float, float] = Field((-3.0, 3.0), description="L2 penalty grid range")
+    n_alphas: int = Field(7, ge=1)
+    cv_folds: int = Field(3, ge=2)
+    hidden: int = Field(64, ge=1, description="mlp: hidden units")
+    batch_size: int = Field(8, ge=1, description="volumes per encoder forward pass")
+
+    def alphas(self) -> np.ndarray:
+        return np.logspace(*self.log10_alpha, self.n_alphas)
+
+
+class ProbeEstimator:
+    """Estimator (models/base.py) fitting a linear or MLP probe on frozen embeddings."""
+
+    def __init__(self, encoder: nn.Module, params: ProbeConfig, task: TaskSpec) -> None:
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.params = params
+        self.kind = task.kind
+        self.arrays: dict[str, torch.Tensor] = {}
+
+    def embed(self, data: Dataset) -> np.ndarray:
+        """(N, D) float64 embeddings of every sample of `data`."""
+        loader = DataLoader(data, batch_size=self.params.batch_size)
+        with torch.inference_mode():
+            rows = [self.encoder.encode(x.float()) for x, _ in loader]
+        return torch.cat(rows).double().numpy()
+
+    def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
+        """Embed, standardise with training statistics and fit the probe (CV on `train`)."""
+        x = self.embed(train)
+        mean, scale = x.mean(0), np.where(x.std(0) > 1e-12, x.std(0), 1.0)
+        z = (x - mean) / scale
+        y = np.asarray(train.targets, dtype=float)
+        if self.kind == "classification":
+            y = binary_targets(y)
+            y_mean, y_scale = 0.0, 1.0
+        else:
+            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
+            y = (y - y_mean) / y_scale
+        alpha, layers = (self._linear if self.params.head == "linear" else self._mlp)(z, y, seed)
+        self.arrays = {
+            "mean": torch.from_numpy(mean),
+            "scale": torch.from_numpy(scale),
+            "target": torch.tensor([y_mean, y_scale], dtype=torch.float64),
+        }
+        for i, (w, b) in enumerate(layers):
+            self.arrays[f"w{i}"] = torch.from_numpy(np.asarray(w, dtype=np.float64))
+            self.arrays[f"b{i}"] = torch.from_numpy(np.asarray(b, dtype=np.float64).ravel())
+        val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
+        return {
+            "alpha": alpha,
+            "embedding_dim": x.shape[1],
+            "val_mse": float(np.mean(val_error**2)),
+        }
+
+    def _linear(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:
+        alphas = self.params.alphas()
+        if self.kind == "regression":
+            ridge = RidgeCV(alphas=alphas).fit(z, y)
+            return float(ridge.alpha_), [(ridge.coef_[:, None], [ridge.intercept_])]
+        logistic = LogisticRegressionCV(
+            Cs=1 / alphas,
+            l1_ratios=(0.0,),
+            cv=self.params.cv_folds,
+            scoring="neg_log_loss",
+            max_iter=2000,
+            random_state=seed,
+        )
+        with warnings.catch_warnings():  # scikit-learn 1.8-1.9: attribute-layout transition
+            warnings.filterwarnings("ignore", message=".*use_legacy_attributes")
+            logistic.fit(z, y)
+        return 1 / float(np.ravel(logistic.C_)[0]), [(logistic.coef_.T, logistic.intercept_)]
+
+    def _mlp(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:
+        cls = MLPRegressor if self.kind == "regression" else MLPClassifier
+        mlp = cls((self.params.hidden,), max_iter=500, random_state=seed)
+        search = GridSearchCV(mlp, {"alpha": list(self.params.alphas())}, cv=self.params.cv_folds)
+        with warnings.catch_warnings():  # small training sets may not converge in max_iter
+            warnings.filterwarnings("ignore", message=".*Maximum iterations")
+            search.fit(z, y)
+        best = search.best_estimator_
+        return float(search.best_params_["alpha"]), list(
+            zip(best.coefs_, best.intercepts_, strict=True)
+        )
+
+    def predict(self, data: Dataset) -> np.ndarray:
+        """Targets (regression) or P(y = 1) (classification), one per sample of `data`."""
+        if not self.arrays:
+            raise RuntimeError("fit() or load() must be called first")
+        a = {k: v.numpy() for k, v in self.arrays.items()}
+        h = (self.embed(data) - a["mean"]) / a["scale"]
+        n_layers = sum(k.startswith("w") for k in a)
+        for i in range(n_layers):
+            h = h @ a[f"w{i}"] + a[f"b{i}"]
+            if i < n_layers - 1:
+                h = np.maximum(h, 0.0)
+        out = h[:, 0]
+        if self.kind == "classification":
+            return 1 / (1 + np.exp(-out))
+        return out * a["target"][1] + a["target"][0]
+
+    def save(self, path: Path) -> None:
+        """The encoder weights ('encoder.*') and the probe arrays ('probe.*') as safetensors."""
+        state = {f"encoder.{k}": v.contiguous() for k, v in self.encoder.state_dict().items()}
+        state |= {f"probe.{k}": v.contiguous() for k, v in self.arrays.items()}
+        meta = {"model": "probe", "kind": self.kind, **self.params.model_dump(mode="json")}
+        save_file(state, str(path), metadata={META_KEY: json.dumps(meta)})
+
+    def load(self, path: Path) -> None:
+        state = load_file(str(path))
+        encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k[:8] == "encoder."}
+        self.encoder.load_state_dict(encoder)
+        self.arrays = {k.removeprefix("probe."): v for k, v in state.items() if k[:6] == "probe."}

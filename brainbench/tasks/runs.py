@@ -1,0 +1,156 @@
+"""What every task runner shares: the resolved experiment and the seed loop.
+
+A runner (tasks/supervised.py for scalar targets, tasks/voxelwise.py for volumes) prepares its
+datasets and scores a fitted estimator on the test split; `run_seeds` does the rest: fit once
+per seed, time it, and write one atomic run record per seed. Only global rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from brainbench.config import ExperimentConfig, config_to_dict
+from brainbench.data.splits import dataset_id
+from brainbench.registry import get_model
+from brainbench.results.record import (
+    environment_info,
+    is_complete,
+    peak_memory_mb,
+    run_dir,
+    write_record,
+)
+from brainbench.tasks import TaskSpec, get_task
+from brainbench.tasks.scoring import headline
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A resolved experiment: the config and the model's validated parameters."""
+
+    config: ExperimentConfig
+    params: BaseModel
+
+    @property
+    def spec(self) -> TaskSpec:
+        return get_task(self.config.task)
+
+    @property
+    def protocol(self) -> str:
+        return get_model(self.config.model_name).protocol_of(self.params)
+
+    def run_dirs(self) -> list[Path]:
+        """One folder per seed; the protocol is part of it so scratch and finetune coexist."""
+        cfg = self.config
+        tag = f"{self.protocol}_{dataset_id(cfg.data)}"
+        return [run_dir(cfg.output_dir, cfg.task, cfg.model_name, s, tag) for s in cfg.seeds]
+
+
+@dataclass
+class Evaluation:
+    """A fitted model scored on the test split."""
+
+    metrics: dict[str, float]
+    per_stage: dict[str, dict[str, float]]
+    predictions: pd.DataFrame  # one row per test subject
+    files: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # extra record files
+
+
+Evaluate = Callable[[Any, Any], Evaluation]  # (fitted estimator, test dataset) -> Evaluation
+
+
+def config_digest(config: ExperimentConfig) -> str:
+    """Hash of everything that changes a run's result (not where it is written)."""
+    payload = config_to_dict(config)
+    for key in ("output_dir", "seeds"):
+        payload.pop(key)
+    payload["trainer"].pop("progress_bar")
+    return hashlib.sha256(repr(sorted(_flatten(payload).items())).encode()).hexdigest()[:16]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def is_global_zero() -> bool:
+    """False in the extra processes that Lightning's `ddp` launches or a cluster starts.
+
+    Lightning re-runs the whole command once per extra device; those processes take part in
+    training but must not write records, oracles or the leaderboard.
+    """
+    return all(int(os.environ.get(v, "0")) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def run_seeds(
+    experiment: Experiment, datasets: dict[str, Any], evaluate: Evaluate, *, force: bool, log
+) -> list[Path]:
+    """Fit and score the model once per seed; write one run record per seed."""
+    config, spec = experiment.config, experiment.spec
+    entry = get_model(config.model_name)
+    written: list[Path] = []
+    rank_zero = is_global_zero()
+    if not rank_zero and entry.kind != "torch":
+        return written  # only distributed training needs the extra processes
+    for seed, rdir in zip(config.seeds, experiment.run_dirs(), strict=True):
+        if is_complete(rdir) and not force:
+            log(f"  {config.model_name} seed {seed}: done already ({rdir}); --force reruns it")
+            continue
+        log(f"  {config.model_name} seed {seed}: fitting")
+        start = time.perf_counter()
+        estimator = entry.build(experiment.params, task=spec, trainer=config.trainer)
+        work_root = config.output_dir / ".work"
+        work_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work_root) as work:
+            info = estimator.fit(datasets["train"], datasets["val"], seed=seed, run_dir=Path(work))
+        if not rank_zero:
+            continue
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = evaluate(estimator, datasets["test"])
+        predict_s = time.perf_counter() - start
+        payload = {
+            "task": spec.name,
+            "task_version": spec.version,
+            "model": config.model_name,
+            "protocol": experiment.protocol,
+            "seed": seed,
+            "dataset": dataset_id(config.data),
+            "config_digest": config_digest(config),
+            "headline": headline(spec, result.metrics),
+            "metrics": result.metrics,
+            "per_stage": result.per_stage,
+            "n_train": len(datasets["train"]),
+            "n_val": len(datasets["val"]),
+            "n_test": len(datasets["test"]),
+            "training": info,
+            "timings": {"fit_s": fit_s, "predict_s": predict_s, "total_s": fit_s + predict_s},
+            "peak_memory_mb": peak_memory_mb(),
+            **environment_info(),
+        }
+        written.append(
+            write_record(
+                rdir,
+                config=config_to_dict(config) | {"model_params": experiment.params.model_dump()},
+                metrics=payload,
+                predictions=result.predictions,
+                files={"model.safetensors": estimator.save, **result.files},
+            )
+        )
+        value = result.metrics[spec.headline]
+        log(f"  {config.model_name} seed {seed}: {spec.headline} = {value:.3f}")
+    return written

@@ -1,0 +1,80 @@
+"""PairDataset: aligned (image, target) volumes, and the label maps it refuses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brainbench.config import DataConfig, PreprocessConfig
+from brainbench.data.cache import VolumeCache
+from brainbench.data.pairs import PairDataset
+from brainbench.data.preprocess import grid_affine
+from brainbench.data.records import SubjectRecord
+from brainbench.data.sources.synth import load as load_synth
+from brainbench.errors import DataError
+
+CFG = PreprocessConfig(spacing=6.0, shape=(20, 24, 20))
+
+
+@pytest.fixture(scope="module")
+def records() -> list[SubjectRecord]:
+    return load_synth(DataConfig(preset="debug"))[:3]
+
+
+def _pairs(records, tmp_path, target: str = "seg") -> PairDataset:
+    return PairDataset(records, ["T1w"], target, CFG, VolumeCache(tmp_path / "c"), n_labels=8)
+
+
+def test_pairs_align_labels_with_their_image(records, tmp_path) -> None:
+    pairs = _pairs(records, tmp_path)
+    x, y = pairs[0]
+    assert x.shape == (1, *CFG.shape) and y.shape == (1, *CFG.shape)
+    labels = y.numpy()[0].astype(int)
+    assert labels.max() <= 7 and (labels > 0).any()
+    # every labelled voxel of the output grid lies on the same label in the input space
+    raw = nib.load(records[0].images["seg"])
+    world = grid_affine(nib.load(records[0].images["T1w"]), CFG)
+    idx = np.argwhere(labels > 0)
+    src = nib.affines.apply_affine(np.linalg.inv(raw.affine) @ world, idx)
+    raw_labels = np.asanyarray(raw.dataobj)[tuple(np.rint(src).astype(int).T)]
+    assert np.mean(raw_labels == labels[tuple(idx.T)]) == 1.0
+    assert pairs.mask(0).sum() == (labels > 0).sum()
+
+
+def test_image_target_mask_is_its_foreground(records, tmp_path) -> None:
+    pairs = _pairs(records, tmp_path, "T2w")
+    target = pairs.target_volume(0)
+    assert 0 <= target.min() and target.max() <= 1
+    assert 0 < pairs.mask(0).mean() < 1
+
+
+def _with_label(record: SubjectRecord, path, data: np.ndarray, affine) -> SubjectRecord:
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return dataclasses.replace(record, images=record.images | {"seg": path})
+
+
+def test_label_outside_range_names_the_file(records, tmp_path) -> None:
+    raw = nib.load(records[0].images["seg"])
+    data = np.asanyarray(raw.dataobj).copy()
+    data[data == 6] = 9
+    bad = _with_label(records[0], tmp_path / "bad_dseg.nii.gz", data, raw.affine)
+    pairs = _pairs([bad], tmp_path)
+    with pytest.raises(DataError, match=r"bad_dseg\.nii\.gz.*label 9"):
+        pairs.warm()
+
+
+def test_label_of_another_shape_names_the_file(records, tmp_path) -> None:
+    raw = nib.load(records[0].images["seg"])
+    data = np.asanyarray(raw.dataobj)[:-2]
+    bad = _with_label(records[0], tmp_path / "short_dseg.nii.gz", data, raw.affine)
+    with pytest.raises(DataError, match=r"short_dseg\.nii\.gz has shape"):
+        _pairs([bad], tmp_path)
+
+
+def test_missing_target_names_the_subject(records, tmp_path) -> None:
+    images = {k: v for k, v in records[0].images.items() if k != "seg"}
+    with pytest.raises(DataError, match="sub-0001 has no seg|'sub-0001' has no seg"):
+        _pairs([dataclasses.replace(records[0], images=images)], tmp_path)

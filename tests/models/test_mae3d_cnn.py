@@ -1,0 +1,147 @@
+"""mae3d_cnn: masking, the masked loss, encode, finetune weight matching and the probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainbench.errors import ConfigError, DataError
+from brainbench.models.mae3d_cnn import (
+    MAE3D,
+    EncoderHead,
+    MAE3DConfig,
+    MAE3DTaskConfig,
+    build_mae3d_cnn,
+    build_mae3d_probe,
+    load_matching,
+    masked_mse,
+    patch_mask,
+)
+from brainbench.models.probe import ProbeConfig
+from brainbench.registry import MODELS, get_model
+from brainbench.training.pretrain import PretrainConfig, write_pretrained
+
+TINY = MAE3DConfig(width=8, depth=1, groups=4)
+
+
+def _pretrained(folder, cfg: MAE3DConfig = TINY):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = MAE3D(cfg)
+    write_pretrained(folder, net, PretrainConfig(model=cfg), {})
+    return folder, net
+
+
+def test_patch_mask_ratio_and_patches() -> None:
+    mask = patch_mask((3, 1, 8, 8, 16), 4, 0.5, torch.Generator().manual_seed(0))
+    assert mask.shape == (3, 1, 8, 8, 16) and mask.dtype == torch.bool
+    cells = mask.view(3, 2, 4, 2, 4, 4, 4).float()  # (B, cx, 4, cy, 4, cz, 4)
+    per_patch = cells.mean(dim=(2, 4, 6))
+    assert set(per_patch.unique().tolist()) <= {0.0, 1.0}  # whole patches only
+    assert (per_patch.sum(dim=(1, 2, 3)) == 8).all()  # half of the 16 patches
+    assert (mask.float().mean(dim=(1, 2, 3, 4)) == 0.5).all()
+
+
+def test_masked_mse_counts_only_masked_voxels() -> None:
+    target = torch.full((1, 1, 8, 8, 8), 5.0)
+    mask = torch.zeros_like(target, dtype=torch.bool)
+    mask[..., :4] = True
+    target[mask] = 1.0
+    pred = torch.zeros_like(target)  # error 1 on masked voxels, 25 elsewhere
+    assert masked_mse(pred, target, mask).item() == pytest.approx(1.0)
+
+
+def test_grid_not_divisible_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"preprocess\.shape"):
+        patch_mask((1, 1, 20, 24, 20), 8, 0.7)
+    with pytest.raises(ConfigError, match="stem stride"):
+        patch_mask((1, 1, 24, 24, 24), 6, 0.7)
+
+
+def test_reconstruction_and_encode_shapes() -> None:
+    net = MAE3D(TINY)
+    x = torch.rand(2, 1, 20, 24, 20)
+    assert net(x).shape == x.shape
+    assert net.encode(x).shape == (2, 8)
+
+
+def test_registered() -> None:
+    for name, kind in (("mae3d_cnn", "torch"), ("mae3d_probe", "sklearn")):
+        entry = MODELS[name]
+        assert entry.kind == kind and entry.task_kinds == ("regression", "classification")
+
+
+@pytest.mark.parametrize("kind", ["regression", "classification"])
+def test_scratch_and_finetune(kind, volumes, spec, quick_trainer, tmp_path) -> None:
+    folder, mae = _pretrained(tmp_path / "pre")
+    target = "age" if kind == "regression" else "sex"
+    train, val = volumes(16, seed=0, target=target), volumes(8, seed=1, target=target)
+    trainer = quick_trainer.model_copy(update={"max_epochs": 1})
+    params = TINY.model_dump()
+    scratch = build_mae3d_cnn(MAE3DTaskConfig(**params), task=spec(kind), trainer=trainer)
+    assert "matched" not in scratch.fit(train, val, seed=0, run_dir=tmp_path / "a")
+    tuned = build_mae3d_cnn(
+        MAE3DTaskConfig(**params, init=folder), task=spec(kind), trainer=trainer
+    )
+    info = tuned.fit(train, val, seed=0, run_dir=tmp_path / "b")
+    n_encoder = len(mae.encoder.state_dict())
+    assert info["matched"] == n_encoder
+    assert info["unmatched"] == ["head.bias", "head.weight"]
+    assert tuned.predict(val).shape == (8,)
+
+
+def test_protocol_follows_the_parameters(tmp_path) -> None:
+    entry = get_model("mae3d_cnn")
+    assert entry.protocol_of(MAE3DTaskConfig(**TINY.model_dump())) == "scratch"
+    assert entry.protocol_of(MAE3DTaskConfig(**TINY.model_dump(), init=tmp_path)) == "finetune"
+    probe = get_model("mae3d_probe")
+    assert probe.protocol_of(ProbeConfig(init=tmp_path, head="mlp")) == "mlp_probe"
+
+
+def test_matching_weights_are_loaded(tmp_path) -> None:
+    folder, mae = _pretrained(tmp_path)
+    net = EncoderHead(TINY, 1, 0.0)
+    load_matching(net, folder / "model.safetensors")
+    for name, value in mae.encoder.state_dict().items():
+        torch.testing.assert_close(net.encoder.state_dict()[name], value)
+
+
+def test_other_depth_loads_the_matching_part(tmp_path) -> None:
+    folder, _ = _pretrained(tmp_path, TINY)
+    deeper = EncoderHead(TINY.model_copy(update={"depth": 2}), 1, 0.0)
+    report = load_matching(deeper, folder)
+    assert "encoder.blocks.1.conv.weight" in report["unmatched"]
+
+
+def test_wrong_architecture_lists_mismatches(tmp_path) -> None:
+    folder, _ = _pretrained(tmp_path, MAE3DConfig(width=16, depth=1, groups=4))
+    with pytest.raises(DataError, match=r"encoder\.stem\.0\.weight: checkpoint \(16, 1, 4, 4, 4\)"):
+        load_matching(EncoderHead(TINY, 1, 0.0), folder)
+
+
+def test_pickled_or_missing_checkpoint_is_refused(tmp_path) -> None:
+    torch.save({"w": torch.zeros(1)}, tmp_path / "model.pt")
+    with pytest.raises(DataError, match="pickled"):
+        load_matching(EncoderHead(TINY, 1, 0.0), tmp_path / "model.pt")
+    with pytest.raises(DataError, match="pretrain"):
+        load_matching(EncoderHead(TINY, 1, 0.0), tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(("kind", "head"), [("regression", "linear"), ("classification", "mlp")])
+def test_probes(kind, head, volumes, spec, quick_trainer, tmp_path) -> None:
+    folder, _ = _pretrained(tmp_path / "pre")
+    target = "age" if kind == "regression" else "sex"
+    train, test = volumes(24, seed=0, target=target), volumes(8, seed=1, target=target)
+    params = ProbeConfig(init=folder, head=head, n_alphas=3)
+    probe = build_mae3d_probe(params, task=spec(kind), trainer=quick_trainer)
+    info = probe.fit(train, test, seed=0, run_dir=tmp_path)
+    assert info["embedding_dim"] == 8
+    y = probe.predict(test)
+    assert y.shape == (8,) and np.isfinite(y).all()
+    if kind == "classification":
+        assert ((y >= 0) & (y <= 1)).all()
+    probe.save(tmp_path / "probe.safetensors")
+    again = build_mae3d_probe(params, task=spec(kind), trainer=quick_trainer)
+    again.load(tmp_path / "probe.safetensors")
+    np.testing.assert_allclose(again.predict(test), y)

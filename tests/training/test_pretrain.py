@@ -1,0 +1,99 @@
+"""MAE pretraining on the debug cohort: artefacts, the test split untouched, resume, config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from brainbench.data.dataset import VolumeDataset
+from brainbench.data.splits import dataset_splits
+from brainbench.errors import ConfigError, UnknownNameError
+from brainbench.models.base import read_meta
+from brainbench.models.mae3d_cnn import MAE3DConfig
+from brainbench.training.pretrain import (
+    PretrainConfig,
+    build_pretrain_config,
+    pretrain,
+    site_balanced_sampler,
+)
+
+TINY = {
+    "data": {"preset": "debug"},
+    "preprocess": {"spacing": 8.0, "shape": [20, 24, 20]},
+    "model": {"width": 8, "depth": 1, "groups": 4},
+    "trainer": {"batch_size": 4, "accelerator": "cpu", "progress_bar": False},
+    "checkpoint_every": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(tmp_path, **extra) -> PretrainConfig:
+    layer = TINY | {"output_dir": str(tmp_path)} | extra
+    return build_pretrain_config("mae3d_cnn", [("test", layer)])
+
+
+def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkeypatch) -> None:
+    loaded: set[str] = set()
+    volume = VolumeDataset.volume
+
+    def spy(self, i):
+        loaded.add(self.records[i].key)
+        return volume(self, i)
+
+    monkeypatch.setattr(VolumeDataset, "volume", spy)
+    config = _config(tmp_path, max_steps=4)
+    logs: list[str] = []
+    out = pretrain(config, log=logs.append)
+    for name in ("model.safetensors", "config.json", "metrics.json", "reconstructions.png"):
+        assert (out / name).is_file(), name
+    assert read_meta(out / "model.safetensors")["model"]["width"] == 8
+    assert json.loads((out / "config.json").read_text())["model"]["depth"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["psnr"] > 0 and metrics["per_stage"]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+    _, splits = dataset_splits(config.data, config.split, config.output_dir)
+    assert loaded and not loaded & set(splits["test"])
+    assert loaded <= set(splits["train"]) | set(splits["val"])
+
+    logs.clear()
+    pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)
+    assert any("resuming" in line for line in logs)
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 6
+
+    wider = MAE3DConfig(width=16, depth=1, groups=4)
+    with pytest.raises(ConfigError, match="another model config"):
+        pretrain(config.model_copy(update={"model": wider, "max_steps": 8}), log=logs.append)
+
+
+def test_site_balanced_sampler_weights(tmp_path) -> None:
+    config = _config(tmp_path)
+    records, splits = dataset_splits(config.data, config.split, config.output_dir)
+    train = [r for r in records if r.key in splits["train"]]
+    dataset = VolumeDataset(train, ["T1w"], None, config.preprocess, cache=None)
+    weights = site_balanced_sampler(dataset, 0).weights
+    per_site: dict[str, float] = {}
+    for record, weight in zip(train, weights.tolist(), strict=True):
+        per_site[record.site] = per_site.get(record.site, 0.0) + weight
+    assert len(per_site) > 1
+    assert all(total == pytest.approx(1.0) for total in per_site.values())
+
+
+def test_config_errors(tmp_path) -> None:
+    partial = build_pretrain_config("mae3d_cnn", [("test", {"trainer": {"lr": 0.01}})])
+    assert partial.trainer.batch_size == 4 and partial.trainer.max_epochs == 20  # defaults kept
+    with pytest.raises(ConfigError, match=r"model\.widht.*from test.*Did you mean 'width'"):
+        build_pretrain_config("mae3d_cnn", [("test", {"model": {"widht": 8}})])
+    with pytest.raises(UnknownNameError, match="mae3d_cnn"):
+        build_pretrain_config("mae3d_cn", [])
+    with pytest.raises(ConfigError, match=r"preprocess\.shape"):
+        pretrain(_config(tmp_path, patch_size=8))
