@@ -226,7 +226,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "models":
         for entry in api.list_models():
             kinds = ",".join(entry.task_kinds)
-            print(f"{entry.name:<10} {entry.kind:<9} {kinds:<26} {entry.description}")
+            print(f"{entry.name:<14} {entry.kind:<9} {kinds:<26} {entry.description}")
     elif args.command == "datasets":
         _datasets(args)
     else:

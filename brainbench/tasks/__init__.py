@@ -1,8 +1,9 @@
 """Tasks: one YAML each (what to predict from which inputs, how to score it) + the Python they need.
 
-A task YAML holds: name, description, kind (regression | classification), inputs (modalities),
-target (participants column, 'age' or 'sex'), headline metric and its direction, metrics, the
-default models of the quick suite, and an optional `config` mapping layered into the experiment.
+A task YAML holds: name, description, kind (one of KINDS), inputs (modalities), target (a
+participants column, 'age', 'sex', or for voxel-wise kinds a modality such as 'seg' or 'T2w'),
+headline metric and its direction, metrics, the task's default models, and an optional `config`
+mapping layered into the experiment.
 """
 
 from __future__ import annotations
