@@ -24,8 +24,8 @@ def test_pretrain_writes_weights_config_metrics_and_figure(pretrained: Path):
     assert metrics["psnr"] > 0 and metrics["n"] > 0 and metrics["per_stage"]
 
 
-def test_scratch_finetune_and_probe_are_separate_leaderboard_rows(pretrained: Path, tmp_path):
-    out = tmp_path / "results"
+def test_scratch_finetune_and_probe_are_separate_leaderboard_rows(pretrained: Path):
+    out = pretrained.parent.parent  # the same results folder as the pretrained model
     common = ["--debug", f"output_dir={out}", "trainer.max_epochs=1"]
     assert main(["mri", "age", "-m", "mae3d_cnn", *common]) == 0
     assert main(["mri", "age", "-m", "mae3d_cnn", *common, f"model.init={pretrained}"]) == 0

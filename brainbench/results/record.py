@@ -276,13 +276,14 @@ def is_complete(run_dir: Path | str) -> bool:
 
 
 def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
-    """Every run record under results_dir: its metrics.json plus `path` (the run directory).
+    """Every run record under results_dir/runs: its metrics.json plus `path` (the run directory).
 
-    Hidden directories (records being written or set aside) are skipped. A metrics.json that is
-    unreadable or does not fit the schema raises ResultsError naming it: a leaderboard that
-    silently dropped runs would mislead. A missing results_dir has no records.
+    Other folders (pretrained models, splits, oracles) hold no run records. Hidden directories
+    (records being written or set aside) are skipped. A metrics.json that is unreadable or does
+    not fit the schema raises ResultsError naming it: a leaderboard that silently dropped runs
+    would mislead. A missing results_dir has no records.
     """
-    root = Path(results_dir)
+    root = Path(results_dir) / "runs"
     records = []
     for path in sorted(root.rglob("metrics.json")):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
