@@ -107,7 +107,7 @@ class ProbeEstimator:
 
     def _mlp(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:
         cls = MLPRegressor if self.kind == "regression" else MLPClassifier
-        mlp = cls((self.params.hidden,), max_iter=500, random_state=seed)
+        mlp = cls(hidden_layer_sizes=(self.params.hidden,), max_iter=500, random_state=seed)
         search = GridSearchCV(mlp, {"alpha": list(self.params.alphas())}, cv=self.params.cv_folds)
         with warnings.catch_warnings():  # small training sets may not converge in max_iter
             warnings.filterwarnings("ignore", message=".*Maximum iterations")

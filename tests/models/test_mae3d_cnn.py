@@ -128,7 +128,10 @@ def test_pickled_or_missing_checkpoint_is_refused(tmp_path) -> None:
         load_matching(EncoderHead(TINY, 1, 0.0), tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize(("kind", "head"), [("regression", "linear"), ("classification", "mlp")])
+@pytest.mark.parametrize(
+    ("kind", "head"),
+    [("regression", "linear"), ("regression", "mlp"), ("classification", "mlp")],
+)
 def test_probes(kind, head, volumes, spec, quick_trainer, tmp_path) -> None:
     folder, _ = _pretrained(tmp_path / "pre")
     target = "age" if kind == "regression" else "sex"
