@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
+from brainbench.labels import SUBCORTICAL_LABELS
 from brainbench.stages import STAGE_NAMES, stages_of
 
 NAN = float("nan")
@@ -106,16 +107,7 @@ def classification_metrics(y_true: np.ndarray, y_score: np.ndarray) -> dict[str,
 
 # --- voxel-wise: segmentation and synthesis ---------------------------------------------------
 
-STRUCTURES = (
-    "background",
-    "hippocampus",
-    "amygdala",
-    "caudate",
-    "putamen",
-    "pallidum",
-    "thalamus",
-    "accumbens",
-)
+STRUCTURES = SUBCORTICAL_LABELS
 SSIM_KERNEL, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # MONAI's SSIMMetric defaults
 
 

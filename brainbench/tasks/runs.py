@@ -20,7 +20,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from brainbench.config import ExperimentConfig, config_to_dict
-from brainbench.data.splits import dataset_id
+from brainbench.data.records import SubjectRecord
+from brainbench.data.splits import dataset_id, dataset_splits
+from brainbench.errors import DataError
 from brainbench.registry import get_model
 from brainbench.results.record import (
     environment_info,
@@ -66,6 +68,34 @@ class Evaluation:
 
 
 Evaluate = Callable[[Any, Any], Evaluation]  # (fitted estimator, test dataset) -> Evaluation
+
+
+def select_subjects(
+    config: ExperimentConfig, keep: Callable[[SubjectRecord], bool], having: str
+) -> dict[str, list[SubjectRecord]]:
+    """The dataset's shared split, restricted to the subjects `keep` accepts (2+ per split).
+
+    `having` says what a kept subject has, for the error message.
+    """
+    records, splits = dataset_splits(config.data, config.split, config.output_dir)
+    by_key = {r.key: r for r in records}
+    chosen = {name: [by_key[k] for k in keys if keep(by_key[k])] for name, keys in splits.items()}
+    short = [name for name, subset in chosen.items() if len(subset) < 2]
+    if short:
+        raise DataError(
+            f"dataset '{config.data.dataset}' has fewer than 2 subjects with {having} in the "
+            f"{', '.join(short)} split."
+        )
+    return chosen
+
+
+def warm(datasets: dict[str, Any], config: ExperimentConfig, log) -> None:
+    """Report the split sizes and preprocess every subject once (later reads hit the cache)."""
+    sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
+    n = sum(len(ds) for ds in datasets.values())
+    log(f"{config.task}: {n} subjects from '{config.data.dataset}' ({sizes})")
+    for ds in datasets.values():
+        ds.warm()
 
 
 def config_digest(config: ExperimentConfig) -> str:

@@ -12,14 +12,20 @@ from brainbench.config import ExperimentConfig, home
 from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import SubjectRecord
-from brainbench.data.splits import dataset_id, dataset_splits
-from brainbench.errors import DataError
+from brainbench.data.splits import dataset_id
 from brainbench.registry import get_source
 from brainbench.results.leaderboard import write_oracle
 from brainbench.results.plots import plot_predictions
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.oracle import oracle_payload
-from brainbench.tasks.runs import Evaluation, Experiment, is_global_zero, run_seeds
+from brainbench.tasks.runs import (
+    Evaluation,
+    Experiment,
+    is_global_zero,
+    run_seeds,
+    select_subjects,
+    warm,
+)
 from brainbench.tasks.scoring import score
 
 
@@ -30,28 +36,17 @@ def _has_target(record: SubjectRecord, target: str) -> bool:
 def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
     """Load records, take the dataset's split, keep subjects with the target, warm the cache."""
     spec = get_task(config.task)
-    records, splits = dataset_splits(config.data, config.split, config.output_dir)
-    by_key = {r.key: r for r in records}
-    chosen = {
-        name: [by_key[k] for k in keys if _has_target(by_key[k], spec.target)]
-        for name, keys in splits.items()
-    }
-    empty = [name for name, subset in chosen.items() if len(subset) < 2]
-    if empty:
-        raise DataError(
-            f"dataset '{config.data.dataset}' has fewer than 2 subjects with target "
-            f"'{spec.target}' in the {', '.join(empty)} split; check participants.tsv."
-        )
+    chosen = select_subjects(
+        config,
+        lambda r: _has_target(r, spec.target),
+        f"target '{spec.target}' (check participants.tsv)",
+    )
     cache = VolumeCache(config.data.cache_dir or home() / "cache")
     datasets = {
         name: VolumeDataset(subset, list(spec.inputs), spec.target, config.preprocess, cache)
         for name, subset in chosen.items()
     }
-    sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
-    n = sum(len(ds) for ds in datasets.values())
-    log(f"{spec.name}: {n} subjects from '{config.data.dataset}' ({sizes})")
-    for ds in datasets.values():
-        ds.warm()
+    warm(datasets, config, log)
     source = get_source(config.data.dataset)
     oracle = source.latents(config.data) if source.latents else None
     if oracle is not None and is_global_zero():

@@ -22,29 +22,19 @@ import pandas as pd
 from brainbench.config import ExperimentConfig, home
 from brainbench.data.cache import VolumeCache
 from brainbench.data.pairs import PairDataset
-from brainbench.data.splits import dataset_splits
-from brainbench.errors import ConfigError, DataError
+from brainbench.errors import ConfigError
 from brainbench.metrics import STRUCTURES, segmentation_metrics, synthesis_metrics
 from brainbench.stages import STAGE_NAMES
 from brainbench.tasks import TaskSpec, get_task
-from brainbench.tasks.runs import Evaluation, Experiment, run_seeds
+from brainbench.tasks.runs import Evaluation, Experiment, run_seeds, select_subjects, warm
 
 
 def prepare(config: ExperimentConfig, log) -> dict[str, PairDataset]:
     """Load records, take the dataset's split, keep subjects with the target, warm the cache."""
     spec = get_task(config.task)
-    records, splits = dataset_splits(config.data, config.split, config.output_dir)
-    by_key = {r.key: r for r in records}
-    chosen = {
-        name: [by_key[k] for k in keys if spec.target in by_key[k].images]
-        for name, keys in splits.items()
-    }
-    empty = [name for name, subset in chosen.items() if len(subset) < 2]
-    if empty:
-        raise DataError(
-            f"dataset '{config.data.dataset}' has fewer than 2 subjects with a '{spec.target}' "
-            f"volume in the {', '.join(empty)} split; add the files."
-        )
+    chosen = select_subjects(
+        config, lambda r: spec.target in r.images, f"a '{spec.target}' volume (add the files)"
+    )
     cache = VolumeCache(config.data.cache_dir or home() / "cache")
     datasets = {
         name: PairDataset(
@@ -57,11 +47,7 @@ def prepare(config: ExperimentConfig, log) -> dict[str, PairDataset]:
         )
         for name, subset in chosen.items()
     }
-    sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
-    n = sum(len(ds) for ds in datasets.values())
-    log(f"{spec.name}: {n} subjects from '{config.data.dataset}' ({sizes})")
-    for ds in datasets.values():
-        ds.warm()
+    warm(datasets, config, log)
     return datasets
 
 

@@ -4,8 +4,8 @@
 use; `generate_cohort()` writes one anywhere. See generate.py for the layout.
 """
 
-from brainbench.data.synth.anatomy import LABELS
 from brainbench.data.synth.generate import PRESETS, Preset, ensure_cohort, generate_cohort
 from brainbench.data.synth.sites import SITES, Site
+from brainbench.labels import SUBCORTICAL_LABELS as LABELS
 
 __all__ = ["LABELS", "PRESETS", "SITES", "Preset", "Site", "ensure_cohort", "generate_cohort"]

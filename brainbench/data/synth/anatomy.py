@@ -13,17 +13,6 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-LABELS: tuple[str, ...] = (
-    "background",
-    "hippocampus",
-    "amygdala",
-    "caudate",
-    "putamen",
-    "pallidum",
-    "thalamus",
-    "accumbens",
-)
-
 
 @dataclass(frozen=True)
 class Ellipsoid:

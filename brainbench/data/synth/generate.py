@@ -23,9 +23,10 @@ import numpy as np
 from brainbench import __version__
 from brainbench.config import home
 from brainbench.data.synth import phenotypes, render
-from brainbench.data.synth.anatomy import LABELS, Template, load_template
+from brainbench.data.synth.anatomy import Template, load_template
 from brainbench.data.synth.sites import SITE_BY_NAME, SITES
 from brainbench.errors import ConfigError, DataError, suggest
+from brainbench.labels import SUBCORTICAL_LABELS as LABELS
 from brainbench.stages import STAGES
 
 GENERATOR_VERSION = "1"
