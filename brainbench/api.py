@@ -20,7 +20,7 @@ from brainbench.config import (
 )
 from brainbench.errors import ConfigError
 from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plugins
-from brainbench.results.leaderboard import format_table, load_leaderboard, write_reports
+from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
 from brainbench.tasks import TaskSpec, all_tasks, get_task
 from brainbench.tasks.runs import Experiment, config_digest, is_global_zero
@@ -180,8 +180,7 @@ def _runner(spec: TaskSpec) -> ModuleType:
 def report(results_dir: Path = Path("results"), *, log: Log = print) -> pd.DataFrame:
     """Aggregate the run records under `results_dir` into leaderboard.md/.csv, dashboard.html."""
     results_dir = Path(results_dir)
-    paths = write_reports(results_dir)
-    table = load_leaderboard(results_dir)
+    table, paths = write_reports(results_dir)
     log(format_table(table))
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     return table

@@ -226,15 +226,15 @@ def load_leaderboard(results_dir: Path | str) -> pd.DataFrame:
     return _load(Path(results_dir))[0]
 
 
-def write_reports(results_dir: Path | str) -> dict[str, Path]:
+def write_reports(results_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Write leaderboard.md, leaderboard.csv and dashboard.html into results_dir, atomically.
 
-    Returns their paths under the keys 'markdown', 'csv' and 'dashboard'.
+    Returns the leaderboard and the paths under the keys 'markdown', 'csv' and 'dashboard'.
     """
     root = Path(results_dir)
     df, records = _load(root)
     check_writable(root)
-    return {
+    return df, {
         "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
         "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
         "dashboard": atomic_write_text(root / "dashboard.html", render_dashboard(df, records)),

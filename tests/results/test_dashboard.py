@@ -57,7 +57,7 @@ def test_self_contained_and_complete(tmp_path, write):
         write(model="ridge", seed=seed, mae=ridge)
         write(model="sfcn", seed=seed, mae=sfcn, protocol="scratch")
     write_oracle(tmp_path, "mri/age", ORACLE)
-    page = write_reports(tmp_path)["dashboard"].read_text()
+    page = write_reports(tmp_path)[1]["dashboard"].read_text()
     assert not re.search(r"https?://|//cdn|src=|<link", page, flags=re.IGNORECASE)
     assert "sortable" in page and page.count("<svg") == 2
     assert "oracle ceiling" in page and "2.5 ± 0.5" in page

@@ -96,7 +96,7 @@ def test_write_reports(tmp_path, write):
         write(model="ridge", seed=seed, mae=ridge)
         write(model="sfcn", seed=seed, mae=sfcn, protocol="scratch")
     write_oracle(tmp_path, "mri/age", ORACLE)
-    paths = write_reports(tmp_path)
+    _, paths = write_reports(tmp_path)
     assert {p.name for p in paths.values()} == {
         "leaderboard.md",
         "leaderboard.csv",
