@@ -171,10 +171,8 @@ def pretrain(
 
 
 def _runner(spec: TaskSpec) -> ModuleType:
-    """The module running a task's kind: scalar targets or voxel-wise ones."""
-    if spec.kind in ("segmentation", "synthesis"):
-        return importlib.import_module("brainbench.tasks.voxelwise")
-    return importlib.import_module("brainbench.tasks.supervised")
+    """The module running a task (tasks/supervised.py, tasks/voxelwise.py, ...)."""
+    return importlib.import_module(spec.runner)
 
 
 def report(results_dir: Path = Path("results"), *, log: Log = print) -> pd.DataFrame:

@@ -6,9 +6,12 @@ Errors a user can cause are printed without a traceback and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from brainbench import __version__
 from brainbench.errors import BrainbenchError
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("task", choices=sorted(names), help="task name")
+        p.set_defaults(modality=modality)
         _add_run_options(p)
 
     pretrain = sub.add_parser(
@@ -131,7 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("action", nargs="?", choices=["check"], help="check a local copy")
     datasets.add_argument("name", nargs="?", help="catalogue name, e.g. ABIDE")
     datasets.add_argument("path", nargs="?", type=Path, help="folder holding your copy")
+
+    for module in _command_modules():
+        module.add_parser(sub).set_defaults(handler=module.main)
     return parser
+
+
+def _command_modules() -> list[ModuleType]:
+    """The verb modules of brainbench.commands (parcellate, predict, export, ...)."""
+    from brainbench import commands
+
+    return [
+        importlib.import_module(f"brainbench.commands.{info.name}")
+        for info in pkgutil.iter_modules(commands.__path__)
+    ]
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -174,9 +191,6 @@ def _datasets(args: argparse.Namespace) -> None:
     print(catalogue.format_catalogue())
 
 
-VERBS = ("run", "pretrain", "synth", "report", "tasks", "models", "datasets")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -189,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown_args or extra)}")
         if extra:
             args.overrides = args.overrides + extra
-        if args.command not in VERBS:
-            args.task_name = f"{args.command}/{args.task}"
+        if getattr(args, "modality", None):
+            args.task_name = f"{args.modality}/{args.task}"
         _dispatch(args)
     except BrainbenchError as exc:
         print(f"brainbench: error: {exc}", file=sys.stderr)
@@ -204,7 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> None:
     from brainbench import api
 
-    if args.command == "synth":
+    if getattr(args, "handler", None):
+        args.handler(args)
+    elif args.command == "synth":
         from brainbench.data.synth import ensure_cohort
 
         root = ensure_cohort(args.preset, args.seed, root=args.out)

@@ -89,6 +89,9 @@ class ExperimentConfig(StrictModel):
     preprocess: PreprocessConfig = PreprocessConfig()
     split: SplitConfig = SplitConfig()
     trainer: TrainerConfig = TrainerConfig()
+    task_options: dict[str, Any] = Field(
+        {}, description="the task runner's own parameters, validated by the runner"
+    )
     seeds: list[int] = Field([33, 34, 35], min_length=1)
     output_dir: Path = Path("results")
     debug: bool = False

@@ -1,13 +1,15 @@
 """Registries of models, data sources and tasks; third-party plugins register through entry points.
 
-Built-in models and sources register themselves when their module is imported; plugins are
-packages exposing a module under the entry-point groups `brainbench.models`,
+Built-in models and sources register themselves when their module (any module of
+brainbench.models or brainbench.data.sources) is imported, so a new model is one new file.
+Plugins are packages exposing a module under the entry-point groups `brainbench.models`,
 `brainbench.sources` or `brainbench.tasks` (a task plugin points at a folder of task YAMLs).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -17,16 +19,8 @@ from typing import Any, Literal
 from brainbench.config import StrictModel
 from brainbench.errors import BrainbenchError, unknown
 
-BUILTIN_MODULES = (
-    "brainbench.models.classical",
-    "brainbench.models.sfcn",
-    "brainbench.models.unet",
-    "brainbench.models.voxel_baselines",
-    "brainbench.models.mae3d_cnn",
-    "brainbench.data.sources.synth",
-    "brainbench.data.sources.bids",
-    "brainbench.data.sources.manifest",
-)
+# Every module in these packages is imported once; those defining models or sources register them.
+BUILTIN_PACKAGES = ("brainbench.models", "brainbench.data.sources")
 TASK_ROOT = Path(__file__).parent / "tasks"
 
 
@@ -122,8 +116,10 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    for package in BUILTIN_PACKAGES:
+        path = importlib.import_module(package).__path__
+        for info in pkgutil.iter_modules(path):
+            importlib.import_module(f"{package}.{info.name}")
     for group in ("brainbench.models", "brainbench.sources"):
         for ep in entry_points(group=group):
             ep.load()

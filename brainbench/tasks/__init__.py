@@ -2,27 +2,42 @@
 
 A task YAML holds: name, description, kind (one of KINDS), inputs (modalities), target (a
 participants column, 'age', 'sex', or for voxel-wise kinds a modality such as 'seg' or 'T2w'),
-headline metric and its direction, metrics, the task's default models, and an optional `config`
-mapping layered into the experiment.
+headline metric and its direction, metrics, the task's default models, an optional `config`
+mapping layered into the experiment, and an optional `runner`: the module that runs it (a name
+under brainbench.tasks, or a dotted module path for plugins; default by kind, see RUNNERS). It
+exposes
+`prepare(config, log) -> prepared` and `run_experiment(experiment, prepared, force=, log=)`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from brainbench.config import load_yaml
 from brainbench.errors import ConfigError, unknown
 
-KINDS = ("regression", "classification", "segmentation", "synthesis")
+KINDS = (
+    "regression",
+    "classification",
+    "segmentation",
+    "synthesis",
+    "reconstruction",
+    "forecast",
+    "retrieval",
+)
+# The default runner module (under brainbench.tasks) of each kind; a task YAML may name another.
+RUNNERS = {"segmentation": "voxelwise", "synthesis": "voxelwise"}
+DEFAULT_RUNNER = "supervised"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
     description: str
-    kind: Literal["regression", "classification", "segmentation", "synthesis"]
+    kind: str  # one of KINDS
     inputs: tuple[str, ...]
     target: str
     headline: str
@@ -31,6 +46,7 @@ class TaskSpec:
     models: tuple[str, ...]
     config: dict[str, Any] = field(default_factory=dict)
     version: int = 1
+    runner: str = f"brainbench.tasks.{DEFAULT_RUNNER}"  # module path
     source: Path | None = None
 
 
@@ -40,11 +56,15 @@ def _parse(path: Path) -> TaskSpec:
     missing = [k for k in required if k not in raw]
     if missing:
         raise ConfigError(f"task file {path} lacks the keys {missing}; add them.")
-    extra = set(raw) - set(required) - {"higher_is_better", "config", "version"}
+    extra = set(raw) - set(required) - {"higher_is_better", "config", "version", "runner"}
     if extra:
         raise ConfigError(f"task file {path} has unknown keys {sorted(extra)}.")
     if raw["kind"] not in KINDS:
         raise ConfigError(f"task file {path}: kind must be one of {', '.join(KINDS)}.")
+    runner = raw.get("runner") or RUNNERS.get(raw["kind"], DEFAULT_RUNNER)
+    runner = runner if "." in runner else f"brainbench.tasks.{runner}"
+    if importlib.util.find_spec(runner) is None:
+        raise ConfigError(f"task file {path}: runner module '{runner}' does not exist.")
     return TaskSpec(
         name=raw["name"],
         description=raw["description"],
@@ -57,6 +77,7 @@ def _parse(path: Path) -> TaskSpec:
         models=tuple(raw["models"]),
         config=raw.get("config") or {},
         version=int(raw.get("version", 1)),
+        runner=runner,
         source=path,
     )
 
