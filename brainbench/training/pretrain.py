@@ -1,12 +1,15 @@
 """Masked-autoencoder pretraining: `pretrain(config) -> <output_dir>/pretrained/<model>-<dataset>/`.
 
-Trains only on the dataset's 'train' subjects (its one split, shared with every task) and
-monitors on 'val'; 'test' subjects are never read. Batches draw sites uniformly (weights
-1/count(site)); training volumes get random flips and an intensity jitter. One view per volume:
-the whole volume masked with cubic patches (the reference's second, local-crop view is not
-implemented). Lightning checkpoints every `checkpoint_every` steps and a re-run resumes from the
-last one. The result is model.safetensors + config.json, metrics.json (masked-voxel MSE and PSNR
-on the val subjects, overall and per lifespan stage) and reconstructions.png.
+Any registered backbone (models/mae.py: mae3d_cnn, mae3d_vit, mae2d). Trains only on the
+dataset's 'train' subjects (its one split, shared with every task) and monitors on 'val'; 'test'
+subjects are never read. Batches draw sites uniformly (weights 1/count(site)). Each training
+volume is augmented (random flips, rotation/zoom, a randomised upper-percentile renormalisation)
+and gives two views (training.masking): a random local crop masked with `local_patch` patches
+and the whole volume resized to the same grid masked with `global_patch` patches; the loss is
+the mean of the two masked-voxel MSEs. Lightning checkpoints every `checkpoint_every` steps and a
+re-run resumes from the last one. The result is model.safetensors + config.json, metrics.json
+(masked-voxel MSE and PSNR of both views on the val subjects, overall and per lifespan stage)
+and reconstructions.png.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from matplotlib.figure import Figure
-from pydantic import Field
+from pydantic import Field, create_model
 from safetensors.torch import save_file
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from brainbench.config import (
@@ -44,22 +47,17 @@ from brainbench.data.dataset import VolumeDataset
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.errors import ConfigError, DataError, unknown
 from brainbench.models.base import META_KEY
-from brainbench.models.mae3d_cnn import (
-    CONFIG,
-    MAE3D,
-    WEIGHTS,
-    MAE3DConfig,
-    check_grid,
-    masked_mse,
-    patch_mask,
-)
+from brainbench.models.mae import BACKBONES, CONFIG, WEIGHTS
+from brainbench.models.mae3d_cnn import MAE3DConfig
+from brainbench.registry import load_plugins
 from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.stages import STAGE_NAMES
+from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
 from brainbench.training.fit import make_trainer, quiet_lightning
+from brainbench.training.masking import MaskedOutput, default_crop, two_views
 
-PRETRAINABLE = ("mae3d_cnn",)
-EVAL_SEED = 1234  # masks of the held-out evaluation: the same for every run
+EVAL_SEED = 1234  # masks and slices of the held-out evaluation: the same for every run
 
 
 class PretrainTrainerConfig(TrainerConfig):
@@ -70,66 +68,105 @@ class PretrainTrainerConfig(TrainerConfig):
 
 
 class PretrainConfig(StrictModel):
-    name: Literal["mae3d_cnn"] = "mae3d_cnn"
+    """Pretraining of `name`; `model` is that backbone's network config (mae3d_cnn's here)."""
+
+    name: str = "mae3d_cnn"
     model: MAE3DConfig = MAE3DConfig()
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     split: SplitConfig = SplitConfig()
     trainer: PretrainTrainerConfig = PretrainTrainerConfig()
+    augment: VolumeAugmentConfig = VolumeAugmentConfig()
     modalities: list[str] = Field(["T1w"], min_length=1, description="input channels")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
-    mask_ratio: float = Field(0.7, gt=0, lt=1, description="share of patches zeroed")
-    patch_size: int = Field(4, ge=4, description="mask patch edge (multiple of 4 voxels)")
-    brain_only: bool = Field(False, description="score only masked voxels inside the brain")
-    intensity_jitter: float = Field(0.1, ge=0, lt=1, description="random intensity scale +/-")
+    mask_ratio: float = Field(0.7, gt=0, lt=1, description="share of patches masked per view")
+    local_patch: int = Field(8, ge=1, description="mask patch edge of the local crop (voxels)")
+    global_patch: int = Field(4, ge=1, description="mask patch edge of the whole-volume view")
+    crop_size: int | None = Field(
+        None,
+        ge=4,
+        description="edge of both views; None = the largest multiple of both "
+        "patches up to 0.8 x the smallest preprocess.shape dimension",
+    )
     checkpoint_every: int = Field(50, ge=1, description="Lightning checkpoint every N steps")
     seed: int = 0
     output_dir: Path = Path("results")
 
 
+def pretrain_config_class(model: str) -> type[PretrainConfig]:
+    """PretrainConfig whose `model` section is the config of backbone `model`."""
+    load_plugins()
+    if model not in BACKBONES:
+        raise unknown("pretrainable model", model, BACKBONES)
+    backbone = BACKBONES[model]
+    return create_model(
+        f"PretrainConfig_{model}",
+        __base__=PretrainConfig,
+        model=(backbone.config, backbone.config()),
+    )
+
+
 def build_pretrain_config(model: str, layers: list[Layer]) -> PretrainConfig:
     """Merge the layers in order and validate; errors name the key, its layer and a fix."""
-    if model not in PRETRAINABLE:
-        raise unknown("pretrainable model", model, PRETRAINABLE)
-    return build_config([*layers, ("model name", {"name": model})], root=PretrainConfig)
+    root = pretrain_config_class(model)
+    return build_config([*layers, ("model name", {"name": model})], root=root)
 
 
-def augment(x: Tensor, jitter: float) -> Tensor:
-    """Random flips along each axis (per volume) and an intensity scale in 1 +/- jitter."""
-    out = x.clone()
-    for i in range(len(x)):
-        dims = [d for d in (1, 2, 3) if torch.rand(()) < 0.5]
-        if dims:
-            out[i] = torch.flip(out[i], dims=dims)
-    scale = 1 + jitter * (2 * torch.rand(len(x), 1, 1, 1, 1) - 1)
-    return out * scale
+def resolve_crop(config: PretrainConfig, net: nn.Module) -> PretrainConfig:
+    """`config` with crop_size set; ConfigError unless both views can be masked by `net`."""
+    unit = math.lcm(config.local_patch, config.global_patch, net.mask_unit)
+    crop = config.crop_size or default_crop(config.preprocess.shape, unit)
+    if crop > min(config.preprocess.shape):
+        raise ConfigError(
+            f"crop_size={crop} exceeds the smallest preprocess.shape dimension "
+            f"{min(config.preprocess.shape)}; lower crop_size or enlarge preprocess.shape."
+        )
+    for key in ("local_patch", "global_patch"):
+        patch = getattr(config, key)
+        if patch % net.mask_unit or crop % patch:
+            raise ConfigError(
+                f"{key}={patch} must be a multiple of {net.mask_unit} (the {config.name} mask "
+                f"unit) and divide crop_size={crop}; e.g. crop_size={unit * max(1, crop // unit)}."
+            )
+    return config.model_copy(update={"crop_size": crop})
+
+
+def view_losses(
+    net: nn.Module,
+    x: Tensor,
+    config: PretrainConfig,
+    generator: torch.Generator | None = None,
+    *,
+    centre: bool = False,
+) -> tuple[MaskedOutput, MaskedOutput]:
+    """The masked reconstructions of the local crop and of the whole volume resized."""
+    local, whole = two_views(x, config.crop_size, generator, centre=centre)
+    return (
+        net.masked_loss(local, config.local_patch, config.mask_ratio, generator),
+        net.masked_loss(whole, config.global_patch, config.mask_ratio, generator),
+    )
 
 
 class MAEModule(L.LightningModule):
-    """Masked-autoencoder training: mask, reconstruct, MSE on the masked voxels."""
+    """Masked-autoencoder training: augment, two masked views, MSE on the masked voxels."""
 
-    def __init__(self, cfg: PretrainConfig, n_steps: int) -> None:
+    def __init__(self, cfg: PretrainConfig, net: nn.Module, n_steps: int) -> None:
         super().__init__()
-        self.net = MAE3D(cfg.model)
+        self.net = net
         self.cfg = cfg
         self.n_steps = n_steps
 
-    def loss(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(loss, reconstruction) of a batch with a random patch mask."""
-        mask = patch_mask(x.shape, self.cfg.patch_size, self.cfg.mask_ratio, generator)
-        mask = mask.to(x.device)
-        recon = self.net(x.masked_fill(mask, 0.0))
-        scored = mask & (x > 0) if self.cfg.brain_only else mask
-        return masked_mse(recon, x, scored), recon
+    def _loss(self, x: Tensor, *, centre: bool) -> Tensor:
+        local, whole = view_losses(self.net, x, self.cfg, centre=centre)
+        return (local.loss + whole.loss) / 2
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x = augment(batch[0], self.cfg.intensity_jitter)
-        loss, _ = self.loss(x)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(x), sync_dist=True)
+        loss = self._loss(augment_volumes(batch[0], self.cfg.augment), centre=False)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        loss, _ = self.loss(batch[0])
+        loss = self._loss(batch[0], centre=True)
         self.log("val_loss", loss, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
 
     def configure_optimizers(self) -> dict:
@@ -176,7 +213,8 @@ def site_balanced_sampler(dataset: VolumeDataset, seed: int) -> WeightedRandomSa
 
 def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
     """Pretrain (or resume) and write the pretrained folder; returns its path."""
-    check_grid(config.preprocess.shape, config.patch_size)
+    net = BACKBONES[config.name].network(config.model)
+    config = resolve_crop(config, net)
     if config.model.in_channels != len(config.modalities):
         raise ConfigError(
             f"model.in_channels={config.model.in_channels} but modalities lists "
@@ -196,7 +234,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
     )
     val_loader = DataLoader(data["val"], batch_size=t.batch_size, num_workers=t.num_workers)
     n_steps = config.max_steps or t.max_epochs * len(loader)
-    module = MAEModule(config, n_steps)
+    module = MAEModule(config, net, n_steps)
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
         filename="{step}",
@@ -248,27 +286,41 @@ def _checkpoint_step(path: Path | None) -> int:
 
 
 @torch.inference_mode()
-def evaluate(net: MAE3D, data: VolumeDataset, config: PretrainConfig) -> dict[str, Any]:
-    """Masked-voxel MSE and PSNR (intensities in [0, 1]) on `data`, overall and per stage."""
-    generator = torch.Generator().manual_seed(EVAL_SEED)
-    errors: dict[str, list[float]] = {}
-    for i in range(len(data)):
-        x = data[i][0][None]
-        mask = patch_mask(x.shape, config.patch_size, config.mask_ratio, generator)
-        recon = net(x.masked_fill(mask, 0.0))
-        errors.setdefault(data.records[i].stage, []).append(float(masked_mse(recon, x, mask)))
-    every = [e for stage in errors.values() for e in stage]
+def evaluate(net: nn.Module, data: VolumeDataset, config: PretrainConfig) -> dict[str, Any]:
+    """Masked-voxel MSE and PSNR (intensities in [0, 1]) of both views, overall and per stage.
 
-    def summary(values: list[float]) -> dict[str, float]:
-        mse = float(np.mean(values))
-        return {"mse": mse, "psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))), "n": len(values)}
+    Each val volume gives its centre crop and the whole volume resized, with seeded masks.
+    """
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    errors: dict[str, list[tuple[float, float]]] = {}
+    for i in range(len(data)):
+        local, whole = view_losses(net, data[i][0][None], config, generator, centre=True)
+        stage = data.records[i].stage
+        errors.setdefault(stage, []).append((float(local.loss), float(whole.loss)))
+
+    def summary(rows: list[tuple[float, float]]) -> dict[str, float]:
+        local, whole = np.mean(rows, axis=0)
+        mse = float(local + whole) / 2
+        return {
+            "mse": mse,
+            "psnr": _psnr(mse),
+            "mse_local": float(local),
+            "psnr_local": _psnr(local),
+            "mse_global": float(whole),
+            "psnr_global": _psnr(whole),
+            "n": len(rows),
+        }
 
     per_stage = {s: summary(errors[s]) for s in STAGE_NAMES if s in errors}
-    return summary(every) | {"per_stage": per_stage}
+    return summary([row for rows in errors.values() for row in rows]) | {"per_stage": per_stage}
+
+
+def _psnr(mse: float) -> float:
+    return float(10 * np.log10(1.0 / max(float(mse), 1e-12)))
 
 
 def write_pretrained(
-    out: Path, net: MAE3D, config: PretrainConfig, metrics: dict[str, Any]
+    out: Path, net: nn.Module, config: PretrainConfig, metrics: dict[str, Any]
 ) -> None:
     """model.safetensors (config in the header too), config.json and metrics.json, atomically."""
     payload = config.model_dump(mode="json")
@@ -282,27 +334,36 @@ def write_pretrained(
 
 @torch.inference_mode()
 def plot_reconstructions(
-    path: Path, net: MAE3D, data: VolumeDataset, config: PretrainConfig
+    path: Path, net: nn.Module, data: VolumeDataset, config: PretrainConfig
 ) -> Path:
-    """Centre axial slices of input / masked input / reconstruction, one val subject per stage."""
+    """Input / masked / reconstruction of both views, one val subject per lifespan stage.
+
+    The reconstruction panel shows the network's output on the masked voxels and the input on
+    the visible ones (the loss ignores the output there, so it is noise). Volumes show their
+    centre axial slice; 2.5-D models show their reconstructed slice.
+    """
     first: dict[str, int] = {}
     for i, record in enumerate(data.records):
         first.setdefault(record.stage, i)
     stages = [s for s in STAGE_NAMES if s in first]
-    fig = Figure(figsize=(6, 2 * len(stages)))
+    fig = Figure(figsize=(11, 2 * len(stages)))
     generator = torch.Generator().manual_seed(EVAL_SEED)
     for row, stage in enumerate(stages):
-        x = data[first[stage]][0][None]
-        mask = patch_mask(x.shape, config.patch_size, config.mask_ratio, generator)
-        masked = x.masked_fill(mask, 0.0)
-        images = (x, masked, net(masked).clamp(0, 1))
-        z = x.shape[-1] // 2
-        for col, (image, title) in enumerate(
-            zip(images, ("input", "masked", "recon"), strict=True)
-        ):
-            ax = fig.add_subplot(len(stages), 3, 3 * row + col + 1)
-            ax.imshow(image[0, 0, :, :, z].T.numpy(), cmap="gray", origin="lower", vmin=0, vmax=1)
+        views = view_losses(net, data[first[stage]][0][None], config, generator, centre=True)
+        panels = [
+            (image, f"{view} {title}")
+            for view, out in zip(("local", "whole"), views, strict=True)
+            for image, title in (
+                (out.target, "input"),
+                (out.masked, "masked"),
+                (torch.where(out.masked != 0, out.target, out.recon), "recon"),
+            )
+        ]
+        for col, (image, title) in enumerate(panels):
+            plane = image[0, 0] if image.ndim == 4 else image[0, 0, :, :, image.shape[-1] // 2]
+            ax = fig.add_subplot(len(stages), len(panels), len(panels) * row + col + 1)
+            ax.imshow(plane.clamp(0, 1).T.numpy(), cmap="gray", origin="lower", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{stage.replace('_', ' ')}: {title}" if col == 0 else title, fontsize=8)
+            ax.set_title(f"{stage.replace('_', ' ')}: {title}" if col == 0 else title, fontsize=7)
     return save_figure(fig, path)

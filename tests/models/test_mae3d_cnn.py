@@ -7,22 +7,22 @@ import pytest
 import torch
 
 from brainbench.errors import ConfigError, DataError
-from brainbench.models.mae3d_cnn import (
-    MAE3D,
-    EncoderHead,
-    MAE3DConfig,
-    MAE3DTaskConfig,
-    build_mae3d_cnn,
-    build_mae3d_probe,
-    load_matching,
-    masked_mse,
-    patch_mask,
-)
+from brainbench.models.mae import EncoderHead, build_mae3d_probe, load_matching
+from brainbench.models.mae3d_cnn import MAE3D, Encoder, MAE3DConfig, MAE3DTaskConfig
 from brainbench.models.probe import ProbeConfig
 from brainbench.registry import MODELS, get_model
+from brainbench.training.masking import masked_mse, patch_mask
 from brainbench.training.pretrain import PretrainConfig, write_pretrained
 
 TINY = MAE3DConfig(width=8, depth=1, groups=4)
+
+
+def build_mae3d_cnn(params, **kwargs):
+    return get_model("mae3d_cnn").build(params, **kwargs)
+
+
+def _head(cfg: MAE3DConfig = TINY) -> EncoderHead:
+    return EncoderHead(Encoder(cfg), 1, 0.0)
 
 
 def _pretrained(folder, cfg: MAE3DConfig = TINY):
@@ -53,10 +53,10 @@ def test_masked_mse_counts_only_masked_voxels() -> None:
 
 
 def test_grid_not_divisible_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"preprocess\.shape"):
+    with pytest.raises(ConfigError, match=r"not divisible by patch 8"):
         patch_mask((1, 1, 20, 24, 20), 8, 0.7)
-    with pytest.raises(ConfigError, match="stem stride"):
-        patch_mask((1, 1, 24, 24, 24), 6, 0.7)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        MAE3D(TINY).masked_loss(torch.rand(1, 1, 24, 24, 24), 6, 0.7)
 
 
 def test_reconstruction_and_encode_shapes() -> None:
@@ -101,7 +101,7 @@ def test_protocol_follows_the_parameters(tmp_path) -> None:
 
 def test_matching_weights_are_loaded(tmp_path) -> None:
     folder, mae = _pretrained(tmp_path)
-    net = EncoderHead(TINY, 1, 0.0)
+    net = _head()
     load_matching(net, folder / "model.safetensors")
     for name, value in mae.encoder.state_dict().items():
         torch.testing.assert_close(net.encoder.state_dict()[name], value)
@@ -109,7 +109,7 @@ def test_matching_weights_are_loaded(tmp_path) -> None:
 
 def test_other_depth_loads_the_matching_part(tmp_path) -> None:
     folder, _ = _pretrained(tmp_path, TINY)
-    deeper = EncoderHead(TINY.model_copy(update={"depth": 2}), 1, 0.0)
+    deeper = _head(TINY.model_copy(update={"depth": 2}))
     report = load_matching(deeper, folder)
     assert "encoder.blocks.1.conv.weight" in report["unmatched"]
 
@@ -117,15 +117,15 @@ def test_other_depth_loads_the_matching_part(tmp_path) -> None:
 def test_wrong_architecture_lists_mismatches(tmp_path) -> None:
     folder, _ = _pretrained(tmp_path, MAE3DConfig(width=16, depth=1, groups=4))
     with pytest.raises(DataError, match=r"encoder\.stem\.0\.weight: checkpoint \(16, 1, 4, 4, 4\)"):
-        load_matching(EncoderHead(TINY, 1, 0.0), folder)
+        load_matching(_head(), folder)
 
 
 def test_pickled_or_missing_checkpoint_is_refused(tmp_path) -> None:
-    torch.save({"w": torch.zeros(1)}, tmp_path / "model.pt")
+    torch.save({"w": torch.nn.Linear(1, 1)}, tmp_path / "model.pt")  # a pickled module
     with pytest.raises(DataError, match="pickled"):
-        load_matching(EncoderHead(TINY, 1, 0.0), tmp_path / "model.pt")
+        load_matching(_head(), tmp_path / "model.pt")
     with pytest.raises(DataError, match="pretrain"):
-        load_matching(EncoderHead(TINY, 1, 0.0), tmp_path / "nowhere")
+        load_matching(_head(), tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize(
@@ -148,3 +148,44 @@ def test_probes(kind, head, volumes, spec, quick_trainer, tmp_path) -> None:
     again = build_mae3d_probe(params, task=spec(kind), trainer=quick_trainer)
     again.load(tmp_path / "probe.safetensors")
     np.testing.assert_allclose(again.predict(test), y)
+
+
+def _published_state(width: int, blocks: int) -> dict[str, torch.Tensor]:
+    """A state dict named like the published NeuroBench_LS 3D MAE (local_encoder.*)."""
+    state = {}
+    for i in range(blocks):
+        for k in (1, 2, 3):
+            cin = 1 if i == 0 and k == 1 else width
+            kernel = 4 if i == 0 and k == 1 else 3
+            prefix = f"local_encoder.{i}.basic_module.conv{k}"
+            state[f"{prefix}.groupnorm.weight"] = torch.rand(cin)
+            state[f"{prefix}.groupnorm.bias"] = torch.rand(cin)
+            state[f"{prefix}.conv.weight"] = torch.rand(width, cin, kernel, kernel, kernel)
+    state["local_upsample.weight"] = torch.rand(width, 2, 4, 4, 4)  # decoder: not used
+    return state
+
+
+def test_published_weights_load_through_the_name_mapping(volumes, spec, quick_trainer, tmp_path):
+    state = _published_state(8, 2)
+    torch.save(state, tmp_path / "published.pth")  # a weights-only torch file
+    cfg = TINY.model_copy(update={"block": "reference", "activation": "relu"})
+    params = MAE3DTaskConfig(**cfg.model_dump(), init=tmp_path / "published.pth")
+    trainer = quick_trainer.model_copy(update={"max_epochs": 1})
+    tuned = build_mae3d_cnn(params, task=spec("regression"), trainer=trainer)
+    info = tuned.fit(volumes(8, seed=0), volumes(4, seed=1), seed=0, run_dir=tmp_path / "ft")
+    assert info["matched"] == len(state) - 1 == len(Encoder(cfg).state_dict())
+    assert info["ignored"] == 1 and info["unmatched"] == ["head.bias", "head.weight"]
+    with pytest.raises(DataError, match=r"encoder\.stem\.0\.weight: missing"):  # compact block
+        build_mae3d_cnn(
+            MAE3DTaskConfig(**TINY.model_dump(), init=tmp_path / "published.pth"),
+            task=spec("regression"),
+            trainer=trainer,
+        ).fit(volumes(8, seed=0), volumes(4, seed=1), seed=0, run_dir=tmp_path / "x")
+
+
+def test_reference_block_shapes() -> None:
+    cfg = MAE3DConfig(width=8, depth=2, groups=4, block="reference", activation="relu")
+    net = MAE3D(cfg)
+    x = torch.rand(2, 1, 16, 16, 16)
+    assert net(x).shape == x.shape and net.encode(x).shape == (2, 8)
+    assert "encoder.blocks.1.conv3.norm.weight" in net.state_dict()

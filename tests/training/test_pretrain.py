@@ -11,6 +11,7 @@ from brainbench.data.dataset import VolumeDataset
 from brainbench.data.splits import dataset_splits
 from brainbench.errors import ConfigError, UnknownNameError
 from brainbench.models.base import read_meta
+from brainbench.models.mae import load_encoder
 from brainbench.models.mae3d_cnn import MAE3DConfig
 from brainbench.training.pretrain import (
     PretrainConfig,
@@ -59,6 +60,7 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     assert json.loads((out / "config.json").read_text())["model"]["depth"] == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["psnr"] > 0 and metrics["per_stage"]
+    assert metrics["mse"] == pytest.approx((metrics["mse_local"] + metrics["mse_global"]) / 2)
     assert (out / "checkpoints" / "last.ckpt").is_file()
 
     _, splits = dataset_splits(config.data, config.split, config.output_dir)
@@ -95,5 +97,25 @@ def test_config_errors(tmp_path) -> None:
         build_pretrain_config("mae3d_cnn", [("test", {"model": {"widht": 8}})])
     with pytest.raises(UnknownNameError, match="mae3d_cnn"):
         build_pretrain_config("mae3d_cn", [])
-    with pytest.raises(ConfigError, match=r"preprocess\.shape"):
-        pretrain(_config(tmp_path, patch_size=8))
+    with pytest.raises(ConfigError, match=r"crop_size=24 exceeds .*preprocess\.shape"):
+        pretrain(_config(tmp_path, crop_size=24))
+    with pytest.raises(ConfigError, match=r"local_patch=6 must be a multiple of 4"):
+        pretrain(_config(tmp_path, local_patch=6))
+
+
+def test_vit_pretrains_and_its_encoder_is_probed(tmp_path) -> None:
+    vit = {
+        "width": 12,
+        "depth": 1,
+        "heads": 2,
+        "decoder_width": 6,
+        "decoder_depth": 1,
+        "decoder_heads": 1,
+    }
+    layer = TINY | {"output_dir": str(tmp_path), "max_steps": 2, "model": vit}
+    out = pretrain(build_pretrain_config("mae3d_vit", [("test", layer)]), log=lambda _: None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "mae3d_vit" and metrics["psnr_local"] > 0
+    assert json.loads((out / "config.json").read_text())["crop_size"] == 16
+    encoder = load_encoder(out)
+    assert encoder.encode(torch.rand(2, 1, 20, 24, 20)).shape == (2, 12)

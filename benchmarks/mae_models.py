@@ -1,0 +1,134 @@
+"""Masked-autoencoder speed and memory on CPU: mae3d_vit vs MONAI's MaskedAutoEncoderViT.
+
+Both at the same volume, token size, width, depth and heads: parameters, seconds per training
+step (forward + masked-patch MSE + backward, batch 2) and the peak resident memory a fresh
+process adds while stepping; then seconds per `encode` of one 128^3 volume for mae3d_cnn and
+mae3d_vit (the downstream embedding). Each measurement runs in its own spawned process.
+
+    .venv/bin/python benchmarks/mae_models.py --size 32 --steps 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+import torch
+
+from brainbench.models.mae3d_cnn import MAE3D, MAE3DConfig
+from brainbench.models.mae3d_vit import MAE3DViT, MAE3DViTConfig
+
+RATIO = 0.7
+
+
+def _vit_config(patch: int) -> MAE3DViTConfig:
+    return MAE3DViTConfig(patch=patch)
+
+
+def _monai(size: int, patch: int) -> torch.nn.Module:
+    from monai.networks.nets import MaskedAutoEncoderViT
+
+    c = _vit_config(patch)
+    return MaskedAutoEncoderViT(
+        in_channels=1,
+        img_size=size,
+        patch_size=patch,
+        hidden_size=c.width,
+        mlp_dim=int(c.width * c.mlp_ratio),
+        num_layers=c.depth,
+        num_heads=c.heads,
+        masking_ratio=RATIO,
+        decoder_hidden_size=c.decoder_width,
+        decoder_mlp_dim=int(c.decoder_width * c.mlp_ratio),
+        decoder_num_layers=c.decoder_depth,
+        decoder_num_heads=c.decoder_heads,
+        qkv_bias=True,
+    )
+
+
+def _train_step(name: str, size: int, patch: int, threads: int, steps: int, queue) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, size, size, size)
+    ours = MAE3DViT(_vit_config(patch))
+    if name == "monai":
+        net = _monai(size, patch)
+
+        def loss_fn() -> torch.Tensor:
+            pred, mask = net(x)
+            err = ((pred - ours.patchify(x)) ** 2).mean(-1)
+            return (err * mask).sum() / mask.sum()
+    else:
+        net = ours
+
+        def loss_fn() -> torch.Tensor:
+            return net.masked_loss(x, patch, RATIO).loss
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loss_fn().backward()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        net.zero_grad()
+        loss_fn().backward()
+    seconds = (time.perf_counter() - start) / steps
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    queue.put((sum(p.numel() for p in net.parameters()), seconds, peak))
+
+
+def _encode(name: str, size: int, patch: int, threads: int, steps: int, queue) -> None:
+    torch.set_num_threads(threads)
+    net = MAE3D(MAE3DConfig()) if name == "mae3d_cnn" else MAE3DViT(_vit_config(patch))
+    x = torch.rand(1, 1, size, size, size)
+    with torch.inference_mode():
+        net.encode(x)
+        start = time.perf_counter()
+        for _ in range(steps):
+            net.encode(x)
+    queue.put(((time.perf_counter() - start) / steps,))
+
+
+def _spawned(target, *args) -> tuple:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=32, help="training volume edge (voxels)")
+    parser.add_argument("--patch", type=int, default=4, help="token edge of both ViTs")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--encode-size", type=int, default=128)
+    parser.add_argument("--encode-vit-patch", type=int, default=8, help="ViT token edge at 128^3")
+    args = parser.parse_args()
+    common = (args.threads, args.steps)
+    tokens = (args.size // args.patch) ** 3
+    print(
+        f"training step, batch 2, {args.size}^3 volume, {args.patch}^3 tokens ({tokens}), "
+        f"mask ratio {RATIO}, {args.threads} threads"
+    )
+    rows = {n: _spawned(_train_step, n, args.size, args.patch, *common) for n in ("ours", "monai")}
+    print(f"{'model':<28}{'params':>10}{'s/step':>10}{'vol/s':>8}{'peak MB':>10}")
+    for name, (params, seconds, peak) in rows.items():
+        label = "mae3d_vit" if name == "ours" else "monai MaskedAutoEncoderViT"
+        print(f"{label:<28}{params:>10,}{seconds:>10.3f}{2 / seconds:>8.1f}{peak:>10.0f}")
+    (p1, s1, m1), (p2, s2, m2) = rows["ours"], rows["monai"]
+    print(
+        f"{'ratio ours / monai':<28}{p1 / p2:>10.2f}{s1 / s2:>10.2f}{s2 / s1:>8.2f}{m1 / m2:>10.2f}"
+    )
+    print(f"\nencode one {args.encode_size}^3 volume ({args.threads} threads)")
+    for name, patch in (("mae3d_cnn", 0), ("mae3d_vit", args.encode_vit_patch)):
+        (seconds,) = _spawned(_encode, name, args.encode_size, patch, *common)
+        detail = "default width 32, depth 3" if patch == 0 else f"default, {patch}^3 tokens"
+        print(f"{name:<12}{seconds:>8.3f} s   ({detail})")
+
+
+if __name__ == "__main__":
+    main()
