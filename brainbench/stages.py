@@ -31,3 +31,18 @@ def stage_of(age: float) -> str:
 def stages_of(ages: np.ndarray) -> np.ndarray:
     """Vectorised stage_of for an array of ages."""
     return np.array([stage_of(float(a)) for a in np.asarray(ages).ravel()], dtype=object)
+
+
+def check_stages(names: list[str]) -> list[str]:
+    """Stage names in lifespan order without repeats; ValueError naming the valid stages."""
+    from brainbench.errors import suggest
+
+    if not names:
+        raise ValueError(f"give at least one stage; valid stages: {', '.join(STAGE_NAMES)}")
+    for name in names:
+        if name not in STAGE_NAMES:
+            raise ValueError(
+                f"unknown lifespan stage '{name}'.{suggest(name, STAGE_NAMES)} "
+                f"Valid stages: {', '.join(STAGE_NAMES)}"
+            )
+    return [s for s in STAGE_NAMES if s in names]

@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from nibabel.filebasedimages import ImageFileError
+from torch.utils.data import Dataset
 
 from brainbench.config import PreprocessConfig
 from brainbench.data.cache import VolumeCache
@@ -21,7 +22,7 @@ from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import foreground, grid_affine
 from brainbench.data.records import SubjectRecord
-from brainbench.errors import DataError
+from brainbench.errors import ConfigError, DataError
 
 
 def _shape(path: Path) -> tuple[int, ...]:
@@ -104,3 +105,46 @@ class PairDataset(VolumeDataset):
         for i in range(len(self)):
             self.volume(i)
             self.target_volume(i)
+
+
+class PatchDataset(Dataset):
+    """Random `patch` crops of a PairDataset's (input, target) volumes, for patch training.
+
+    Each epoch yields `per_volume` crops per subject; with probability `foreground` a crop is
+    centred on a random foreground voxel (a labelled voxel for label maps, the brain for images),
+    otherwise anywhere. Crops near the border are shifted inside the volume. Draws come from
+    numpy's global generator, which Lightning seeds (`seed_everything`) for each run.
+    """
+
+    def __init__(
+        self, pairs: PairDataset, patch: tuple[int, int, int], per_volume: int, foreground: float
+    ) -> None:
+        shape = tuple(pairs.cfg.shape)
+        if any(p > s for p, s in zip(patch, shape, strict=True)):
+            raise ConfigError(
+                f"patch size {tuple(patch)} exceeds the preprocessed grid {shape}; set "
+                "model.patch_size to at most preprocess.shape."
+            )
+        self.pairs, self.patch = pairs, tuple(patch)
+        self.per_volume, self.foreground = per_volume, foreground
+        self.n_labels = pairs.n_labels
+        self._centres = [np.argwhere(pairs.mask(i)) for i in range(len(pairs))]
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.per_volume
+
+    def corner(self, i: int) -> np.ndarray:
+        """The low corner of a random crop of subject i."""
+        shape, patch = np.array(self.pairs.cfg.shape), np.array(self.patch)
+        fg = self._centres[i]
+        if len(fg) and np.random.random() < self.foreground:
+            centre = fg[np.random.randint(len(fg))]
+        else:
+            centre = np.array([np.random.randint(s) for s in shape])
+        return np.clip(centre - patch // 2, 0, shape - patch)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = index // self.per_volume
+        x, y = self.pairs[i]
+        window = tuple(slice(c, c + p) for c, p in zip(self.corner(i), self.patch, strict=True))
+        return x[(slice(None), *window)], y[(slice(None), *window)]

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from pydantic import Field
 from safetensors.torch import load_file, save_file
-from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import GridSearchCV
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from torch import nn
@@ -26,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from brainbench.config import StrictModel
 from brainbench.models.base import META_KEY
-from brainbench.models.classical import binary_targets
+from brainbench.models.classical import binary_targets, cv_folds, fit_linear
 from brainbench.tasks import TaskSpec
 
 
@@ -88,27 +87,15 @@ class ProbeEstimator:
         }
 
     def _linear(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:
-        alphas = self.params.alphas()
-        if self.kind == "regression":
-            ridge = RidgeCV(alphas=alphas).fit(z, y)
-            return float(ridge.alpha_), [(ridge.coef_[:, None], [ridge.intercept_])]
-        logistic = LogisticRegressionCV(
-            Cs=1 / alphas,
-            l1_ratios=(0.0,),
-            cv=self.params.cv_folds,
-            scoring="neg_log_loss",
-            max_iter=2000,
-            random_state=seed,
-        )
-        with warnings.catch_warnings():  # scikit-learn 1.8-1.9: attribute-layout transition
-            warnings.filterwarnings("ignore", message=".*use_legacy_attributes")
-            logistic.fit(z, y)
-        return 1 / float(np.ravel(logistic.C_)[0]), [(logistic.coef_.T, logistic.intercept_)]
+        folds = self.params.cv_folds
+        alpha, coef, intercept = fit_linear(z, y, self.kind, self.params.alphas(), folds, seed)
+        return alpha, [(np.reshape(coef, (z.shape[1], -1)), np.ravel(intercept))]
 
     def _mlp(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:
         cls = MLPRegressor if self.kind == "regression" else MLPClassifier
         mlp = cls(hidden_layer_sizes=(self.params.hidden,), max_iter=500, random_state=seed)
-        search = GridSearchCV(mlp, {"alpha": list(self.params.alphas())}, cv=self.params.cv_folds)
+        folds = cv_folds(y, self.kind, self.params.cv_folds)
+        search = GridSearchCV(mlp, {"alpha": list(self.params.alphas())}, cv=folds)
         with warnings.catch_warnings():  # small training sets may not converge in max_iter
             warnings.filterwarnings("ignore", message=".*Maximum iterations")
             search.fit(z, y)

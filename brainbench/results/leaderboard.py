@@ -20,6 +20,8 @@ import pandas as pd
 
 from brainbench.errors import ResultsError
 from brainbench.results.dashboard import render_dashboard
+from brainbench.results.grid_dashboard import grid_section
+from brainbench.results.plots import plot_label_efficiency
 from brainbench.results.record import (
     atomic_write_text,
     check_writable,
@@ -40,7 +42,9 @@ from brainbench.results.tables import (
 from brainbench.stages import STAGE_NAMES
 
 ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
-GROUP = ["task", "dataset", "model", "protocol"]
+# label-efficiency and lifespan-generalisation runs: columns only when some run sets them
+SUBSET_DEFAULTS = {"label_fraction": 1.0, "train_stages": "", "test_stages": ""}
+GROUP = ["task", "dataset", "model", "protocol", *SUBSET_DEFAULTS]
 FIXED = [
     "task",
     "dataset",
@@ -104,6 +108,12 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), std
 
 
+def _subset(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's label fraction and stages as hashable cells ('' = every stage)."""
+    stages = {k: "+".join(record.get(k) or []) for k in ("train_stages", "test_stages")}
+    return {"label_fraction": float(record.get("label_fraction") or 1.0), **stages}
+
+
 def _aggregate(group: list[dict[str, Any]]) -> dict[str, Any]:
     first = group[0]
     name = first["headline"]["name"]
@@ -147,26 +157,28 @@ def build_leaderboard(
             "no run records to build a leaderboard from; run `brainbench run` first."
         )
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for record in records:
+    for record in (r | _subset(r) for r in records):
         groups.setdefault(tuple(record[k] for k in GROUP), []).append(record)
     rows = [_aggregate(group) for group in groups.values()]
     for oracle in oracles or []:
         datasets = sorted({r["dataset"] for r in rows if r["task"] == oracle["task"]})
         rows.extend(_oracle_rows(oracle, datasets))
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).fillna(SUBSET_DEFAULTS)
+    subsets = [k for k, v in SUBSET_DEFAULTS.items() if (df[k] != v).any()]
     ranked = df["model"] != ORACLE_MODEL
     df["rank"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
-    for _, part in df[ranked].groupby(["task", "dataset"]):
+    for _, part in df[ranked].groupby(["task", "dataset", *SUBSET_DEFAULTS]):
         ascending = not bool(part["higher_is_better"].iloc[0])
         df.loc[part.index, "rank"] = part["headline_mean"].rank(ascending=ascending, method="min")
     stages = [f"stage_{s}" for s in STAGE_NAMES if f"stage_{s}" in df]
-    metrics = [c for c in df.columns if c not in FIXED and c not in stages]
+    metrics = [c for c in df.columns if c not in FIXED + GROUP and c not in stages]
     df = df.assign(_oracle=~ranked).sort_values(
-        ["task", "dataset", "_oracle", "rank", "model", "protocol"],
-        ascending=[True, True, False, True, True, True],
+        ["task", "dataset", *subsets, "_oracle", "rank", "model", "protocol"],
+        ascending=[True, True, *[k != "label_fraction" for k in subsets], False, True, True, True],
         na_position="last",
     )
-    return df[FIXED + metrics + stages].reset_index(drop=True)
+    fixed = FIXED[:5] + subsets + FIXED[5:]
+    return df[fixed + metrics + stages].reset_index(drop=True)
 
 
 def _md(text: Any) -> str:
@@ -187,12 +199,21 @@ def to_markdown(df: pd.DataFrame) -> str:
         title = f"## {_md(task)}" + (f" ({_md(dataset)})" if dataset else "")
         lines += ["", title, "", f"{_md(direction(part))}.", ""]
         lines += [_md_row(headers), _md_row(["---"] * len(headers)), *map(_md_row, rows)]
+        if curve_file(task, dataset, part):
+            lines += ["", f"![label efficiency]({curve_file(task, dataset, part)})"]
         stages = stage_table(part)
         if not stages.columns.empty:
             lines += ["", f"{_md(headline(part)[0])} per lifespan stage (mean over seeds):", ""]
             lines += [_md_row(["model", *stages.columns]), _md_row(["---"] * (stages.shape[1] + 1))]
             lines += [_md_row([name, *map(fmt, values)]) for name, values in stages.iterrows()]
     return "\n".join(lines) + "\n"
+
+
+def curve_file(task: str, dataset: str, part: pd.DataFrame) -> str | None:
+    """The label-efficiency figure's file name, when the section has several label fractions."""
+    if "label_fraction" not in part or part["label_fraction"].nunique() < 2:
+        return None
+    return f"label_efficiency_{slug(task)}_{slug(dataset)}.png"
 
 
 def format_table(df: pd.DataFrame) -> str:
@@ -229,13 +250,20 @@ def load_leaderboard(results_dir: Path | str) -> pd.DataFrame:
 def write_reports(results_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Write leaderboard.md, leaderboard.csv and dashboard.html into results_dir, atomically.
 
-    Returns the leaderboard and the paths under the keys 'markdown', 'csv' and 'dashboard'.
+    Returns the leaderboard and the paths under the keys 'markdown', 'csv', 'dashboard' and, for
+    tasks run at several label fractions, the figure's file name (label_efficiency_*.png).
     """
     root = Path(results_dir)
     df, records = _load(root)
     check_writable(root)
-    return df, {
+    curves = {}
+    for task, dataset, part in sections(df):
+        if name := curve_file(task, dataset, part):
+            curves[name] = plot_label_efficiency(root / name, part)
+    return df, curves | {
         "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
         "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
-        "dashboard": atomic_write_text(root / "dashboard.html", render_dashboard(df, records)),
+        "dashboard": atomic_write_text(
+            root / "dashboard.html", render_dashboard(df, records, grid_section(root))
+        ),
     }

@@ -61,3 +61,36 @@ def plot_stage_metric(path: Path | str, per_stage_table: pd.DataFrame, metric: s
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     return save_figure(fig, path)
+
+
+def plot_label_efficiency(path: Path | str, part: pd.DataFrame) -> Path:
+    """The headline vs the share of training labels (log axis), mean ± std over seeds.
+
+    `part` holds leaderboard rows of one task and dataset; a line per model · protocol (and stage
+    restriction), dashed for models not pretrained (scratch, baselines).
+    """
+    metric = str(part["headline"].iloc[0])
+    keys = [k for k in ("model", "protocol", "train_stages", "test_stages") if k in part]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for key, rows in part[part["model"] != "oracle"].groupby(keys, sort=True):
+        rows = rows.sort_values("label_fraction")
+        name = " · ".join(str(k) for k in key if k)
+        style = "--" if key[1] in ("scratch", "baseline") else "-"
+        ax.errorbar(
+            100 * rows["label_fraction"],
+            rows["headline_mean"],
+            yerr=rows["headline_std"].fillna(0.0),
+            marker="o",
+            linestyle=style,
+            capsize=3,
+            label=name,
+        )
+    ax.set_xscale("log")
+    ticks = sorted(100 * part["label_fraction"].unique())
+    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks], minor=False)
+    ax.minorticks_off()
+    ax.set(xlabel="training labels (%)", ylabel=metric, title=f"{part['task'].iloc[0]}: {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path)

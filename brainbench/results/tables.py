@@ -35,8 +35,23 @@ def metric_names(part: pd.DataFrame) -> list[str]:
 
 
 def label(row: pd.Series) -> str:
-    """'model · protocol', or 'oracle' for the oracle ceiling."""
-    return ORACLE_MODEL if row["model"] == ORACLE_MODEL else f"{row['model']} · {row['protocol']}"
+    """'model · protocol[ · subset]', or 'oracle' for the oracle ceiling."""
+    if row["model"] == ORACLE_MODEL:
+        return ORACLE_MODEL
+    subset = subset_label(row)
+    return f"{row['model']} · {row['protocol']}" + (f" · {subset}" if subset else "")
+
+
+def subset_label(row: pd.Series) -> str:
+    """'10% labels', 'train young_adult → test infant'; '' for all labels and stages."""
+    parts = []
+    fraction = row.get("label_fraction", 1.0)
+    if fraction != 1.0:
+        parts.append(f"{100 * fraction:g}% labels")
+    train, test = row.get("train_stages", ""), row.get("test_stages", "")
+    if train or test:
+        parts.append(f"train {train or 'all'} → test {test or 'all'}")
+    return ", ".join(parts)
 
 
 def stage_table(part: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +81,9 @@ def cells(part: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = ["rank", "model", "protocol", f"{head} (mean ± std)", "seeds", *others]
     rows = []
     for _, r in part.iterrows():
-        row = [fmt(r["rank"]), str(r["model"]), str(r["protocol"])]
+        subset = subset_label(r) if r["model"] != ORACLE_MODEL else ""
+        protocol = str(r["protocol"]) + (f" ({subset})" if subset else "")
+        row = [fmt(r["rank"]), str(r["model"]), protocol]
         row += [mean_std(r["headline_mean"], r["headline_std"]), fmt(r["n_seeds"] or None)]
         row += [mean_std(r[f"{m}_mean"], r.get(f"{m}_std")) for m in others]
         rows.append(row)

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from brainbench.config import ExperimentConfig, config_to_dict
 from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_id, dataset_splits
+from brainbench.data.subsets import in_stages, label_subset
 from brainbench.errors import DataError
 from brainbench.registry import get_model
 from brainbench.results.record import (
@@ -33,6 +34,8 @@ from brainbench.results.record import (
 )
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.scoring import headline
+
+SUBSET_KEYS = ("label_fraction", "train_stages", "test_stages")
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Experiment:
     def run_dirs(self) -> list[Path]:
         """One folder per seed; the protocol is part of it so scratch and finetune coexist."""
         cfg = self.config
-        tag = f"{self.protocol}_{dataset_id(cfg.data)}"
+        tag = f"{self.protocol}_{dataset_id(cfg.data)}{subset_tag(cfg)}"
         return [run_dir(cfg.output_dir, cfg.task, cfg.model_name, s, tag) for s in cfg.seeds]
 
 
@@ -75,18 +78,38 @@ def select_subjects(
 ) -> dict[str, list[SubjectRecord]]:
     """The dataset's shared split, restricted to the subjects `keep` accepts (2+ per split).
 
-    `having` says what a kept subject has, for the error message.
+    Train and val keep the `train_stages`, test the `test_stages`; then train keeps the nested
+    `label_fraction` subset (data/subsets.py). `having` says what a kept subject has, for the
+    error message.
     """
     records, splits = dataset_splits(config.data, config.split, config.output_dir)
     by_key = {r.key: r for r in records}
     chosen = {name: [by_key[k] for k in keys if keep(by_key[k])] for name, keys in splits.items()}
+    for name, stages in [("train", config.train_stages), ("val", config.train_stages)]:
+        chosen[name] = in_stages(chosen[name], stages)
+    chosen["test"] = in_stages(chosen["test"], config.test_stages)
     short = [name for name, subset in chosen.items() if len(subset) < 2]
     if short:
+        within = " within train_stages/test_stages" if subset_tag(config) else ""
         raise DataError(
-            f"dataset '{config.data.dataset}' has fewer than 2 subjects with {having} in the "
-            f"{', '.join(short)} split."
+            f"dataset '{config.data.dataset}' has fewer than 2 subjects with {having}{within} in "
+            f"the {', '.join(short)} split."
         )
+    chosen["train"] = label_subset(chosen["train"], config.label_fraction, config.split.seed)
     return chosen
+
+
+def subset_tag(config: ExperimentConfig) -> str:
+    """The run-folder suffix of a label fraction or stage restriction ('' for none)."""
+    tag = "" if config.label_fraction == 1.0 else f"_labels{config.label_fraction:g}"
+    for name, stages in [("train", config.train_stages), ("test", config.test_stages)]:
+        tag += f"_{name}-{'.'.join(stages)}" if stages is not None else ""
+    return tag
+
+
+def subset_fields(config: ExperimentConfig) -> dict[str, Any]:
+    """The run-record fields of the training-label fraction and the stage restriction."""
+    return {key: getattr(config, key) for key in SUBSET_KEYS}
 
 
 def warm(datasets: dict[str, Any], config: ExperimentConfig, log) -> None:
@@ -103,6 +126,9 @@ def config_digest(config: ExperimentConfig) -> str:
     payload = config_to_dict(config)
     for key in ("output_dir", "seeds"):
         payload.pop(key)
+    for key in SUBSET_KEYS:  # left out at their defaults: digests of older records stay valid
+        if payload[key] == ExperimentConfig.model_fields[key].default:
+            payload.pop(key)
     payload["trainer"].pop("progress_bar")
     return hashlib.sha256(repr(sorted(_flatten(payload).items())).encode()).hexdigest()[:16]
 
@@ -160,6 +186,7 @@ def run_seeds(
             "protocol": experiment.protocol,
             "seed": seed,
             "dataset": dataset_id(config.data),
+            **subset_fields(config),
             "config_digest": config_digest(config),
             "headline": headline(spec, result.metrics),
             "metrics": result.metrics,

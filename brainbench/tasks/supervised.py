@@ -13,6 +13,7 @@ from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_id
+from brainbench.errors import DataError
 from brainbench.registry import get_source
 from brainbench.results.leaderboard import write_oracle
 from brainbench.results.plots import plot_predictions
@@ -24,6 +25,7 @@ from brainbench.tasks.runs import (
     is_global_zero,
     run_seeds,
     select_subjects,
+    subset_tag,
     warm,
 )
 from brainbench.tasks.scoring import score
@@ -47,9 +49,11 @@ def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
         for name, subset in chosen.items()
     }
     warm(datasets, config, log)
+    if spec.kind == "classification":
+        check_classes(datasets["train"], config)
     source = get_source(config.data.dataset)
     oracle = source.latents(config.data) if source.latents else None
-    if oracle is not None and is_global_zero():
+    if oracle is not None and is_global_zero() and not subset_tag(config):
         payload = oracle_payload(
             spec,
             oracle,
@@ -58,6 +62,16 @@ def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
         )
         write_oracle(config.output_dir, spec.name, payload | {"dataset": dataset_id(config.data)})
     return datasets
+
+
+def check_classes(train: VolumeDataset, config: ExperimentConfig) -> None:
+    """DataError unless the training subjects hold at least two classes."""
+    if len(np.unique(train.targets)) < 2:
+        raise DataError(
+            f"the {len(train)} training subjects of {config.task} (label_fraction="
+            f"{config.label_fraction:g}, train_stages={config.train_stages}) hold one class "
+            "only; raise label_fraction or widen train_stages."
+        )
 
 
 def evaluate(spec: TaskSpec, title: str, estimator, test: VolumeDataset) -> Evaluation:

@@ -93,3 +93,21 @@ def test_loading_a_missing_or_foreign_file_is_a_data_error(
     chance.save(tmp_path / "chance.safetensors")
     with pytest.raises(DataError, match="holds a 'chance' model"):
         model.load(tmp_path / "chance.safetensors")
+
+
+def test_cv_folds_shrink_to_the_smallest_class_and_refuse_below_two() -> None:
+    from brainbench.models.classical import cv_folds
+
+    assert cv_folds(np.array([0, 0, 0, 1, 1, 1, 1]), "classification", 5) == 3
+    assert cv_folds(np.arange(4.0), "regression", 5) == 4
+    with pytest.raises(DataError, match="fewer than 2 per class.*--label-fraction"):
+        cv_folds(np.array([0, 0, 0, 1]), "classification", 5)
+
+
+def test_logistic_on_a_tiny_training_set_uses_fewer_folds(
+    volumes, spec, quick_trainer, tmp_path
+) -> None:
+    train = volumes(6, seed=1, target="sex")
+    model = build_ridge(RidgeConfig(), task=spec("classification"), trainer=quick_trainer)
+    model.fit(train, train, seed=0, run_dir=tmp_path)  # 5 folds requested, 2-3 per class
+    assert model.predict(train).shape == (6,)

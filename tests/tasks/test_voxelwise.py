@@ -13,6 +13,7 @@ import pytest
 from brainbench.api import resolve_config
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import grid_affine
+from brainbench.models.base import load_weights
 from brainbench.tasks import voxelwise
 
 TINY_UNET = ["model.channels=[4,8]", "model.strides=[2]", "model.num_res_units=0"]
@@ -78,6 +79,11 @@ def test_atlas_baseline_segments(tmp_path) -> None:
     metrics = json.loads((record / "metrics.json").read_text())
     assert metrics["protocol"] == "baseline"
     assert 0.0 <= metrics["metrics"]["dice_mean"] <= 1.0
+    labels = load_weights(record / "model.safetensors", "atlas")["labels"]
+    train = datasets["train"]
+    mean_volume = np.mean([(train.target_volume(i) > 0).sum() for i in range(len(train))])
+    assert (labels > 0).sum() == pytest.approx(mean_volume, abs=1)  # not a background-only map
+    assert metrics["metrics"]["dice_mean"] > 0.05  # the majority vote gave ~0.02
 
 
 @pytest.mark.parametrize(

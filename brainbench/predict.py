@@ -1,0 +1,162 @@
+"""`brainbench predict`: a trained run's model applied to new NIfTI files, in their own space.
+
+The run record (config.yaml + model.safetensors, never a pickle) rebuilds the estimator; every
+input is preprocessed exactly as in training (the run's `preprocess` config). Scalar tasks give
+one row per file (predictions.tsv); voxel-wise tasks give a volume per file, resampled from the
+preprocessed grid back onto the input's own voxel grid and affine (nearest neighbour for label
+maps, linear for images), so it overlays the input. Segmentations add structure volumes (ml).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+from scipy import ndimage
+
+from brainbench.config import ExperimentConfig, home, load_yaml
+from brainbench.data.cache import VolumeCache
+from brainbench.data.dataset import VolumeDataset
+from brainbench.data.nifti import load_nifti
+from brainbench.data.preprocess import grid_affine
+from brainbench.data.records import SubjectRecord
+from brainbench.errors import ConfigError, DataError
+from brainbench.metrics import STRUCTURES
+from brainbench.registry import get_model
+from brainbench.tasks import TaskSpec, get_task
+
+WEIGHTS, CONFIG = "model.safetensors", "config.yaml"
+VOXEL_KINDS = ("segmentation", "synthesis")
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, TaskSpec, Any]:
+    """(config, task, fitted estimator) of a run record; DataError when it holds no model."""
+    run_dir = Path(run_dir)
+    if not (run_dir / WEIGHTS).is_file() or not (run_dir / CONFIG).is_file():
+        raise DataError(
+            f"{run_dir} holds no trained model ({WEIGHTS} and {CONFIG}); pass a run folder "
+            "such as results/runs/mri-age/sfcn/scratch_synth-default-seed0/seed33."
+        )
+    raw = load_yaml(run_dir / CONFIG)
+    params = raw.pop("model_params", None)
+    try:
+        config = ExperimentConfig.model_validate(raw)
+        entry = get_model(config.model_name)
+        validated = entry.config_cls.model_validate(
+            config.model_params if params is None else params
+        )
+    except ValidationError as exc:
+        raise DataError(
+            f"{run_dir / CONFIG} is not a config this brainbench can read ({exc.error_count()} "
+            "problems); rerun the experiment with this version."
+        ) from None
+    spec = get_task(config.task)
+    estimator = entry.build(validated, task=spec, trainer=config.trainer)
+    estimator.load(run_dir / WEIGHTS)
+    return config, spec, estimator
+
+
+def _stem(path: Path) -> str:
+    return re.sub(r"\.nii(\.gz)?$", "", path.name)
+
+
+def to_input_space(
+    volume: np.ndarray, grid: np.ndarray, img: nib.Nifti1Image, *, labels: bool
+) -> np.ndarray:
+    """`volume` (on the grid with affine `grid`) resampled onto `img`'s voxels."""
+    matrix = np.linalg.inv(grid) @ img.affine  # input voxel -> grid voxel
+    return ndimage.affine_transform(
+        volume.astype(np.float32),
+        matrix[:3, :3],
+        matrix[:3, 3],
+        output_shape=img.shape[:3],
+        order=0 if labels else 1,
+        mode="constant",
+        cval=0.0,
+    )
+
+
+def predict_files(
+    run_dir: Path,
+    files: Sequence[Path],
+    out: Path,
+    *,
+    task: str | None = None,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Predict every file with the run's model; write predictions.tsv (+ volumes) into `out`.
+
+    Every input is checked before anything is written. `task`, if given, must be the run's.
+    """
+    config, spec, estimator = load_run(run_dir)
+    if task is not None and task != spec.name:
+        raise ConfigError(f"{run_dir} was trained on {spec.name}, not {task}; pick a {task} run.")
+    if len(spec.inputs) != 1:
+        raise ConfigError(
+            f"{spec.name} takes {len(spec.inputs)} inputs ({', '.join(spec.inputs)}); predict "
+            "reads one file per subject."
+        )
+    files = [Path(f) for f in files]
+    images = [load_nifti(f) for f in files]  # DataError for a missing or non-NIfTI file
+    stems = [_stem(f) for f in files]
+    if len(set(stems)) < len(stems):
+        raise ConfigError("two input files share a name; their outputs would overwrite each other.")
+    records = [
+        SubjectRecord(subject=s, age=math.nan, sex="", site="", images={spec.inputs[0]: f})
+        for s, f in zip(stems, files, strict=True)
+    ]
+    cache = VolumeCache(config.data.cache_dir or home() / "cache")
+    data = VolumeDataset(records, list(spec.inputs), None, config.preprocess, cache)
+    predictions = np.asarray(estimator.predict(data))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.kind in VOXEL_KINDS:
+        table = _write_volumes(spec, config, files, images, predictions, out)
+    else:
+        table = pd.DataFrame({"file": [str(f) for f in files], "prediction": predictions})
+        if spec.kind == "classification":
+            table = table.rename(columns={"prediction": f"p_{spec.target}"})
+    table.to_csv(out / "predictions.tsv", sep="\t", index=False)
+    log(table.to_string(index=False))
+    log(f"wrote {out / 'predictions.tsv'}")
+    return table
+
+
+def _write_volumes(
+    spec: TaskSpec,
+    config: ExperimentConfig,
+    files: list[Path],
+    images: list[nib.Nifti1Image],
+    predictions: np.ndarray,
+    out: Path,
+) -> pd.DataFrame:
+    """One NIfTI per input on its own grid; a table of outputs (and structure volumes)."""
+    labels = spec.kind == "segmentation"
+    suffix = "dseg" if labels else spec.target
+    rows = []
+    for file, img, pred in zip(files, images, predictions, strict=True):
+        grid = grid_affine(img, config.preprocess)
+        volume = to_input_space(pred, grid, img, labels=labels)
+        array = np.rint(volume).astype(np.uint8) if labels else volume.astype(np.float32)
+        result = nib.Nifti1Image(array, img.affine)
+        result.header.set_xyzt_units("mm")
+        path = out / f"{_stem(file)}_{suffix}.nii.gz"
+        nib.save(result, path)
+        row: dict[str, Any] = {"file": str(file), "output": str(path)}
+        if labels:
+            voxel_ml = abs(np.linalg.det(img.affine[:3, :3])) / 1000
+            counts = np.bincount(array.ravel(), minlength=len(STRUCTURES))
+            row |= {
+                f"{name}_ml": round(float(counts[k] * voxel_ml), 3)
+                for k, name in enumerate(STRUCTURES)
+                if k > 0
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)

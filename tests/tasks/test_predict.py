@@ -1,0 +1,96 @@
+"""`brainbench predict`: scalar and segmentation runs on new NIfTI files, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainbench.cli import main
+from brainbench.data.synth import ensure_cohort
+from brainbench.predict import to_input_space
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("predict")
+    assert main(["mri", "age", "-m", "chance", "--debug", f"output_dir={out}"]) == 0
+    assert main(["mri", "seg", "-m", "atlas", "--debug", f"output_dir={out}"]) == 0
+    return {task: next((out / "runs" / task).rglob("seed33")) for task in ("mri-age", "mri-seg")}
+
+
+@pytest.fixture(scope="module")
+def t1w() -> list[Path]:
+    return sorted(ensure_cohort("debug", 0).rglob("sub-*_T1w.nii.gz"))[:2]
+
+
+def test_scalar_run_writes_one_row_per_file(runs, t1w, tmp_path: Path) -> None:
+    assert main(["predict", str(runs["mri-age"]), *map(str, t1w), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
+    assert table["file"].tolist() == [str(f) for f in t1w]
+    train_mean = json.loads((runs["mri-age"] / "metrics.json").read_text())
+    assert np.isfinite(table["prediction"]).all() and train_mean["model"] == "chance"
+
+
+def test_segmentation_overlays_the_input(runs, t1w, tmp_path: Path) -> None:
+    assert main(["predict", str(runs["mri-seg"]), str(t1w[0]), "--out", str(tmp_path)]) == 0
+    image = nib.load(t1w[0])
+    (out,) = tmp_path.glob("*_dseg.nii.gz")
+    labels = nib.load(out)
+    assert labels.shape == image.shape and np.allclose(labels.affine, image.affine)
+    data = np.asanyarray(labels.dataobj)
+    assert data.dtype == np.uint8 and data.max() <= 7
+    table = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
+    voxel_ml = abs(np.linalg.det(image.affine[:3, :3])) / 1000
+    assert table.loc[0, "thalamus_ml"] == pytest.approx((data == 6).sum() * voxel_ml, abs=1e-3)
+
+
+def test_label_maps_go_back_to_the_input_grid_by_nearest_neighbour() -> None:
+    rng = np.random.default_rng(0)
+    grid = np.diag([4.0, 4.0, 4.0, 1.0])
+    grid[:3, 3] = [-40.37, -48.21, -40.13]  # no rounding ties
+    labels = rng.integers(0, 8, (20, 24, 20)).astype(np.float32)
+    affine = np.array([[-2.3, 0, 0, 45.3], [0, 0, 3.1, -50.7], [0, 1.9, 0, -30.2], [0, 0, 0, 1]])
+    image = nib.Nifti1Image(np.zeros((30, 40, 28), np.float32), affine)
+    back = to_input_space(labels, grid, image, labels=True)
+    assert back.shape == image.shape and set(np.unique(back)) <= set(range(8))
+    for voxel in rng.integers(0, 28, (50, 3)):
+        world = affine @ [*voxel, 1]
+        point = np.linalg.solve(grid, world)[:3]
+        inside = np.all(point >= 0) and np.all(point <= np.array(labels.shape) - 1)
+        if inside:
+            assert back[tuple(voxel)] == labels[tuple(np.rint(point).astype(int))]
+        elif np.any(point < -1) or np.any(point > labels.shape):
+            assert back[tuple(voxel)] == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("missing", "does not exist"),
+        ("not_nifti", "not a readable NIfTI"),
+        ("no_model", "holds no trained model"),
+        ("task", "was trained on mri/age, not mri/seg"),
+    ],
+)
+def test_bad_predict_input_exits_2(runs, t1w, tmp_path: Path, capsys, case, needle) -> None:
+    run, files = str(runs["mri-age"]), [str(t1w[0])]
+    extra: list[str] = []
+    if case == "missing":
+        files = [str(tmp_path / "nope.nii.gz")]
+    elif case == "not_nifti":
+        (tmp_path / "notes.nii.gz").write_text("not an image")
+        files = [str(tmp_path / "notes.nii.gz")]
+    elif case == "no_model":
+        run = str(tmp_path)
+    else:
+        extra = ["--task", "mri/seg"]
+    out = tmp_path / "out"
+    assert main(["predict", run, *files, "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()  # nothing half-written

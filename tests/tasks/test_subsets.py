@@ -1,0 +1,118 @@
+"""Label-efficiency subsets and lifespan-generalisation runs: nesting, records, the curve."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from brainbench.api import resolve_config
+from brainbench.cli import main
+from brainbench.data.records import SubjectRecord
+from brainbench.data.subsets import label_subset, nested_order
+from brainbench.tasks.runs import config_digest
+
+AGES = [-0.2, 0.02, 1.0, 8.0, 15.0, 30.0, 50.0, 80.0]  # one age per lifespan stage
+
+
+def _records(per_stage: int = 10) -> list[SubjectRecord]:
+    return [
+        SubjectRecord(subject=f"{i:02d}{k:02d}", age=age, sex="MF"[k % 2], site="s")
+        for i, age in enumerate(AGES)
+        for k in range(per_stage)
+    ]
+
+
+def test_label_subsets_are_nested_stratified_and_at_least_two() -> None:
+    records = _records()
+    keys = {f: [r.key for r in label_subset(records, f, seed=0)] for f in (0.01, 0.1, 0.5, 1.0)}
+    assert len(keys[0.01]) == 2 and len(keys[0.1]) == 8 and len(keys[1.0]) == 80
+    assert set(keys[0.01]) <= set(keys[0.1]) <= set(keys[0.5]) <= set(keys[1.0])
+    stages = Counter(r.stage for r in label_subset(records, 0.1, seed=0))
+    assert set(stages.values()) == {1}  # 10% of 8 stages x 10: one subject per stage
+    assert keys[0.1] == [r.key for r in label_subset(list(reversed(records)), 0.1, seed=0)]
+    assert nested_order(records, 1) != nested_order(records, 0)
+
+
+def test_default_subset_keeps_the_config_digest() -> None:
+    plain = resolve_config("mri/age", "chance", debug=True).config
+    assert config_digest(plain) == config_digest(plain.model_copy(update={"label_fraction": 1.0}))
+    assert config_digest(plain) != config_digest(plain.model_copy(update={"label_fraction": 0.5}))
+
+
+@pytest.fixture(scope="module")
+def fraction_results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fractions")
+    args = ["mri", "age", "-m", "chance", "--debug", f"output_dir={out}"]
+    assert main([*args, "--label-fraction", "0.1", "1.0"]) == 0
+    return out
+
+
+def test_fraction_is_in_run_dir_record_and_leaderboard(fraction_results: Path) -> None:
+    (record,) = (fraction_results / "runs").rglob("baseline_*_labels0.1/seed33/metrics.json")
+    metrics = json.loads(record.read_text())
+    full = json.loads(
+        next((fraction_results / "runs").rglob("baseline_*-seed0/seed33/metrics.json")).read_text()
+    )
+    assert metrics["label_fraction"] == 0.1 and full["label_fraction"] == 1.0
+    assert metrics["n_train"] < full["n_train"] and metrics["n_test"] == full["n_test"]
+    board = pd.read_csv(fraction_results / "leaderboard.csv")
+    assert set(board["label_fraction"]) == {0.1, 1.0}
+    assert board.loc[board["model"] == "chance", "rank"].tolist() == [1, 1]  # ranked apart
+
+
+def test_report_draws_the_label_efficiency_curve(fraction_results: Path) -> None:
+    (curve,) = fraction_results.glob("label_efficiency_mri-age_*.png")
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and curve.stat().st_size > 5000
+    assert f"]({curve.name})" in (fraction_results / "leaderboard.md").read_text()
+
+
+def test_stage_restriction_trains_and_tests_on_the_named_stages(tmp_path: Path) -> None:
+    args = ["mri", "age", "-m", "chance", "--debug", f"output_dir={tmp_path}"]
+    assert (
+        main(
+            [
+                *args,
+                "--train-stages",
+                "young_adult",
+                "middle_age",
+                "--test-stages",
+                "fetal",
+                "neonatal",
+                "infant",
+            ]
+        )
+        == 0
+    )
+    (record,) = (tmp_path / "runs").rglob("metrics.json")
+    metrics = json.loads(record.read_text())
+    assert "_train-young_adult.middle_age_test-fetal.neonatal.infant" in str(record)
+    assert metrics["train_stages"] == ["young_adult", "middle_age"]
+    assert metrics["test_stages"] == ["fetal", "neonatal", "infant"]
+    assert set(metrics["per_stage"]) <= {"fetal", "neonatal", "infant"}
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert board.loc[board["model"] == "chance", "test_stages"].tolist() == [
+        "fetal+neonatal+infant"
+    ]
+    assert (
+        "train young_adult+middle_age → test fetal+neonatal+infant"
+        in (tmp_path / "leaderboard.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--train-stages", "adults"], "Valid stages: fetal, neonatal"),
+        (["--test-stages", "infnat"], "Did you mean 'infant'?"),
+        (["--label-fraction", "1.5"], "label_fraction"),
+        (["--label-fraction", "half"], "--label-fraction 'half' is not a number"),
+    ],
+)
+def test_bad_subset_flags_exit_2(flags: list[str], needle: str, capsys, tmp_path: Path) -> None:
+    assert main(["mri", "age", "-m", "chance", "--debug", f"output_dir={tmp_path}", *flags]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
