@@ -227,6 +227,21 @@ def synthesis_metrics(
     }
 
 
+# --- signals: masked reconstruction and forecasting of time series -----------------------------
+
+
+def signal_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """mse, mae, r2 (against the mean of y_true) and pearson_r over every predicted value."""
+    t, p = _pair(y_true, y_pred)
+    scores = regression_metrics(t, p)
+    return {
+        "mse": scores["rmse"] ** 2,
+        "mae": scores["mae"],
+        "r2": scores["r2"],
+        "pearson_r": scores["pearson_r"],
+    }
+
+
 # --- lookups and per-stage evaluation ---------------------------------------------------------
 
 MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
@@ -234,11 +249,13 @@ MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 FUNCTIONS: dict[str, MetricFn] = {
     "regression": regression_metrics,
     "classification": classification_metrics,
+    "signal": signal_metrics,
 }
 
 METRICS: dict[str, MetricSpec] = {
     "mae": MetricSpec("regression", False),
     "rmse": MetricSpec("regression", False),
+    "mse": MetricSpec("signal", False),
     "pearson_r": MetricSpec("regression", True),
     "spearman_r": MetricSpec("regression", True),
     "r2": MetricSpec("regression", True),
@@ -263,3 +280,60 @@ def per_stage(
         if mask.any():
             out[stage] = {**fn(t[mask], p[mask]), "n": int(mask.sum())}
     return out
+
+
+# --- retrieval --------------------------------------------------------------------------------
+
+RETRIEVAL_KS = (1, 5, 10)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) cosine similarities between the rows of a and b (0 for a zero row)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def retrieval_ranks(scores: np.ndarray, true_index: np.ndarray) -> np.ndarray:
+    """1-based rank of each query's true candidate by descending score (ties: average rank)."""
+    s = np.asarray(scores, dtype=np.float64)
+    rows = np.arange(s.shape[0])
+    true = s[rows, np.asarray(true_index)][:, None]
+    higher = (s > true).sum(axis=1)
+    ties = (s == true).sum(axis=1) - 1
+    return 1.0 + higher + ties / 2.0
+
+
+def retrieval_metrics(
+    scores: np.ndarray, true_index: np.ndarray, ks: tuple[int, ...] = RETRIEVAL_KS
+) -> dict[str, float]:
+    """top<k> accuracy (true candidate ranked within k), median_rank and mean_rank.
+
+    `scores` is (queries, candidates), higher = more similar; `true_index` the column of each
+    query's true candidate. With no query, every value is NaN.
+    """
+    if len(true_index) == 0:
+        return dict.fromkeys([f"top{k}" for k in ks] + ["median_rank", "mean_rank"], NAN)
+    ranks = retrieval_ranks(scores, true_index)
+    out = {f"top{k}": float(np.mean(ranks <= k)) for k in ks}
+    return out | {"median_rank": float(np.median(ranks)), "mean_rank": float(np.mean(ranks))}
+
+
+def batch_retrieval_metrics(
+    pred: np.ndarray, target: np.ndarray, batch_size: int, ks: tuple[int, ...] = RETRIEVAL_KS
+) -> dict[str, float]:
+    """Retrieval within consecutive batches (candidates: the batch's targets), averaged.
+
+    The monitoring metric of contrastive training; it depends on the batch size, so records
+    report it next to the full-test metrics, never instead of them.
+    """
+    values: list[dict[str, float]] = []
+    for start in range(0, len(pred), batch_size):
+        p, t = pred[start : start + batch_size], target[start : start + batch_size]
+        if len(p) < 2:
+            continue
+        values.append(retrieval_metrics(cosine_similarity(p, t), np.arange(len(p)), ks))
+    if not values:
+        return retrieval_metrics(np.zeros((0, 0)), np.zeros(0, dtype=int), ks)
+    return {key: float(np.mean([v[key] for v in values])) for key in values[0]}

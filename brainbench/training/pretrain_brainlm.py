@@ -1,0 +1,290 @@
+"""BrainLM pretraining on parcel time series: `brainbench pretrain brainlm`.
+
+Trains the masked autoencoder (models/brainlm.py) on random windows of the dataset's 'train'
+subjects and monitors the masked MSE on fixed windows of its 'val' subjects; 'test' subjects
+are never read. Writes `<output_dir>/pretrained/brainlm-<dataset>/`: model.safetensors (the
+config in its header too), config.json and metrics.json (masked-patch MSE, R^2 and Pearson r on
+the val subjects at every mask ratio of `eval_ratios`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from pydantic import Field
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from brainbench.config import (
+    DataConfig,
+    Layer,
+    SplitConfig,
+    StrictModel,
+    TrainerConfig,
+    build_config,
+)
+from brainbench.data.cache import atomic_write
+from brainbench.data.splits import dataset_id
+from brainbench.data.timeseries import SubjectWindows, subject_windows
+from brainbench.errors import ConfigError, DataError
+from brainbench.metrics import signal_metrics
+from brainbench.models.base import META_KEY
+from brainbench.models.brainlm import BrainLM, BrainLMConfig, random_mask
+from brainbench.results.record import environment_info, peak_memory_mb, to_json
+from brainbench.training.fit import make_trainer, quiet_lightning
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+EVAL_SEED = 1234  # masks of held-out evaluations: the same for every run and model
+
+
+class PretrainTrainerConfig(TrainerConfig):
+    """TrainerConfig with pretraining defaults (`patience` is unused: no early stopping)."""
+
+    max_epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(5e-4, gt=0)
+
+
+class BrainLMPretrainConfig(StrictModel):
+    name: Literal["brainlm"] = "brainlm"
+    model: BrainLMConfig = BrainLMConfig()
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    trainer: PretrainTrainerConfig = PretrainTrainerConfig()
+    window: int = Field(160, ge=2, description="time points per training window")
+    demean: bool = Field(True, description="centre each run on its mean per parcel before scaling")
+    mask_ratio: float = Field(0.75, gt=0, lt=1, description="share of tokens hidden")
+    eval_ratios: list[float] = Field([0.2, 0.5, 0.75, 0.9], min_length=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    seed: int = 0
+    output_dir: Path = Path("results")
+
+
+def build_brainlm_pretrain_config(layers: list[Layer]) -> BrainLMPretrainConfig:
+    config = build_config(layers, root=BrainLMPretrainConfig)
+    if config.window % config.model.patch:
+        raise ConfigError(
+            f"window={config.window} must be a multiple of model.patch={config.model.patch}."
+        )
+    return config
+
+
+class MAEModule(L.LightningModule):
+    """Masked-autoencoder training of a BrainLM: random mask per batch, MSE on hidden patches."""
+
+    def __init__(
+        self, net: BrainLM, mask_ratio: float, *, lr: float, weight_decay: float, n_steps: int
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.mask_ratio = mask_ratio
+        self.lr, self.weight_decay, self.n_steps = lr, weight_decay, n_steps
+
+    def _loss(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        n_tokens = self.net.n_parcels * (x.shape[-1] // self.net.cfg.patch)
+        mask = random_mask(len(x), n_tokens, self.mask_ratio, generator, x.device)
+        return self.net.masked_loss(x, mask)[0]
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._loss(batch[0])
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        generator = torch.Generator().manual_seed(EVAL_SEED + batch_idx)
+        loss = self._loss(batch[0], generator)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        warmup = max(1, self.n_steps // 20)
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine to zero
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / (self.n_steps - warmup), 1)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def train_mae(
+    net: BrainLM,
+    train: SubjectWindows,
+    val: SubjectWindows,
+    trainer_cfg: PretrainTrainerConfig,
+    *,
+    mask_ratio: float,
+    seed: int,
+    run_dir: Path,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train `net` in place on random windows of `train`; returns steps, seconds, windows/s."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    if max_steps:  # steps, not epochs, decide when to stop
+        trainer_cfg = trainer_cfg.model_copy(update={"max_epochs": 10**6})
+    train.random = True
+    loader = DataLoader(
+        train,
+        batch_size=trainer_cfg.batch_size,
+        shuffle=True,
+        drop_last=len(train) > trainer_cfg.batch_size,
+        num_workers=trainer_cfg.num_workers,
+    )
+    val_loader = DataLoader(val, batch_size=trainer_cfg.batch_size)
+    n_steps = max_steps or trainer_cfg.max_epochs * len(loader)
+    module = MAEModule(
+        net, mask_ratio, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay, n_steps=n_steps
+    )
+    try:
+        with quiet_lightning():
+            trainer = make_trainer(
+                trainer_cfg, run_dir, [], max_steps=max_steps or -1, enable_checkpointing=False
+            )
+            start = time.perf_counter()
+            trainer.fit(module, loader, val_loader)
+            seconds = time.perf_counter() - start
+    finally:
+        train.random = False
+    net.cpu().eval()
+    return {
+        "steps": trainer.global_step,
+        "train_s": seconds,
+        "windows_per_s": trainer.global_step * trainer_cfg.batch_size / seconds,
+        "final_train_loss": float(trainer.callback_metrics.get("train_loss", math.nan)),
+    }
+
+
+Predict = Callable[[Tensor, Tensor], Tensor]  # (x, hidden) -> x_hat, both (B, parcels, time)
+
+
+@torch.inference_mode()
+def reconstruct(
+    predict: Predict, data: SubjectWindows, ratio: float, patch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true, predicted, sample index) of every hidden value of `data`'s windows at `ratio`.
+
+    A random `ratio` of each window's patches (`patch` time points of one parcel) is hidden;
+    the masks come from a fixed seed, so every model is scored on the same hidden values.
+    """
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    truth, preds, owner = [], [], []
+    for i in range(len(data)):
+        x = data[i][0][None]
+        n_tokens = x.shape[1] * (x.shape[2] // patch)
+        mask = random_mask(1, n_tokens, ratio, generator)
+        hidden = mask.view(1, x.shape[1], -1).repeat_interleave(patch, dim=2)
+        pred = predict(x, hidden)
+        truth.append(x[hidden].numpy())
+        preds.append(pred[hidden].numpy())
+        owner.append(np.full(int(hidden.sum()), i))
+    return np.concatenate(truth), np.concatenate(preds), np.concatenate(owner)
+
+
+def brainlm_predictor(net: BrainLM) -> Predict:
+    """The Predict of a BrainLM: hidden values must be whole patches."""
+    patch = net.cfg.patch
+
+    def predict(x: Tensor, hidden: Tensor) -> Tensor:
+        return net(x, hidden[..., ::patch].flatten(1)).flatten(2)
+
+    return predict
+
+
+def recon_scores(net: BrainLM, data: SubjectWindows, ratios: list[float]) -> dict[str, Any]:
+    """Masked-value MSE, MAE, R^2 and Pearson r of `net` on `data` at every ratio."""
+    out = {}
+    for ratio in ratios:
+        truth, pred, _ = reconstruct(brainlm_predictor(net), data, ratio, net.cfg.patch)
+        out[f"mask{ratio:g}"] = signal_metrics(truth, pred)
+    return out
+
+
+def pretrained_dir(config: BrainLMPretrainConfig) -> Path:
+    return Path(config.output_dir) / "pretrained" / f"brainlm-{dataset_id(config.data)}"
+
+
+def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
+    """Pretrain and write the pretrained folder; returns its path."""
+    data = subject_windows(
+        config.data, config.split, config.output_dir, config.window, demean=config.demean
+    )
+    train, val = data["train"], data["val"]
+    log(f"pretrain brainlm: train {len(train)}, val {len(val)} subjects, {len(train.coords)} ROIs")
+    torch.manual_seed(config.seed)
+    net = BrainLM(config.model, torch.from_numpy(train.coords))
+    out = pretrained_dir(config)
+    info = train_mae(
+        net,
+        train,
+        val,
+        config.trainer,
+        mask_ratio=config.mask_ratio,
+        seed=config.seed,
+        run_dir=out,
+        max_steps=config.max_steps,
+    )
+    scores = recon_scores(net, val, config.eval_ratios)
+    metrics = {
+        "model": "brainlm",
+        "dataset": dataset_id(config.data),
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_params": sum(p.numel() for p in net.parameters()),
+        "val": scores,
+        **info,
+        "peak_memory_mb": peak_memory_mb(),
+        **environment_info(),
+    }
+    write_pretrained(out, net, config)
+    atomic_write(out / "metrics.json", to_json(metrics).encode())
+    main = scores[f"mask{config.mask_ratio:g}"] if config.mask_ratio in config.eval_ratios else {}
+    log(f"pretrain brainlm: {info['steps']} steps, val masked {main or scores}")
+    return out
+
+
+def write_pretrained(out: Path, net: BrainLM, config: BrainLMPretrainConfig) -> None:
+    """model.safetensors (config in its header) and config.json, atomically."""
+    payload = config.model_dump(mode="json")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = out / f".{WEIGHTS}.tmp"
+    save_file(state, str(tmp), metadata={META_KEY: json.dumps(payload)})
+    tmp.replace(out / WEIGHTS)
+    atomic_write(out / CONFIG, json.dumps(payload, indent=1).encode())
+
+
+def load_pretrained(path: Path) -> tuple[BrainLM, BrainLMPretrainConfig]:
+    """The BrainLM saved at `path` (a pretrained folder or its model.safetensors), eval mode."""
+    path = Path(path)
+    file = path / WEIGHTS if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(
+            f"pretrained weights {file} do not exist; run `brainbench pretrain brainlm` first."
+        )
+    try:
+        state = load_file(str(file))
+        config = BrainLMPretrainConfig.model_validate_json((file.parent / CONFIG).read_text())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(
+            f"{file} is not a brainlm checkpoint (model.safetensors + config.json written by "
+            f"`brainbench pretrain brainlm`): {exc}"
+        ) from None
+    if "coords" not in state:
+        raise DataError(f"{file} has no parcel coordinates; it is not a brainlm checkpoint.")
+    net = BrainLM(config.model, state["coords"])
+    net.load_state_dict(state)
+    return net.eval(), config

@@ -1,0 +1,145 @@
+"""The fMRI tasks end to end on the debug cohort, with tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brainbench import api
+from brainbench.errors import ConfigError, DataError
+from brainbench.models.fmri_baselines import ARConfig, Autoregressive
+from brainbench.training.pretrain_brainlm import load_pretrained
+
+
+def _records(root: Path, task: str) -> dict[str, dict]:
+    out = {}
+    for path in (root / "runs" / task.replace("/", "-")).rglob("metrics.json"):
+        record = json.loads(path.read_text())
+        out[f"{record['model']}:{record['protocol']}"] = record
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrained(fmri: Path, tiny: list[str], tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pre")
+    overrides = [*tiny, "window=40", "max_steps=3", "trainer.progress_bar=false"]
+    return api.pretrain(
+        "brainlm", debug=True, overrides=[*overrides, f"output_dir={out}"], log=lambda s: None
+    )
+
+
+def test_pretrained_checkpoint(pretrained: Path, tmp_path: Path) -> None:
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and np.isfinite(metrics["val"]["mask0.75"]["mse"])
+    net, config = load_pretrained(pretrained)
+    assert net.n_parcels == 300 and config.window == 40
+    (tmp_path / "model.safetensors").write_bytes(b"junk")
+    with pytest.raises(DataError, match="not a brainlm checkpoint"):
+        load_pretrained(tmp_path)
+
+
+def test_recon_and_forecast(fmri: Path, tiny: list[str], pretrained: Path, tmp_path: Path) -> None:
+    common = ["task_options.window=40", "trainer.progress_bar=false", f"output_dir={tmp_path}"]
+    api.run(
+        ["fmri/recon"],
+        ["parcel_mean", "interpolate"],
+        debug=True,
+        overrides=common,
+        log=lambda s: None,
+    )
+    api.run(
+        ["fmri/recon", "fmri/forecast"],
+        ["brainlm"],
+        debug=True,
+        overrides=[*common, f"model.init={pretrained}"],
+        log=lambda s: None,
+    )
+    api.run(
+        ["fmri/forecast"],
+        ["persistence", "autoregressive"],
+        debug=True,
+        overrides=common,
+        log=lambda s: None,
+    )
+    recon = _records(tmp_path, "fmri/recon")
+    assert set(recon) == {"parcel_mean:baseline", "interpolate:baseline", "brainlm:finetune"}
+    for record in recon.values():
+        assert {"r2", "mse", "r2_mask0.2", "mse_mask0.9"} <= set(record["metrics"])
+        assert record["per_stage"] and np.isfinite(record["headline"]["value"])
+    forecast = _records(tmp_path, "fmri/forecast")
+    assert set(forecast) == {"persistence:baseline", "autoregressive:baseline", "brainlm:finetune"}
+    with pytest.raises(ConfigError, match="multiple of patch"):
+        api.run(
+            ["fmri/recon"],
+            ["parcel_mean"],
+            debug=True,
+            overrides=[*common, "task_options.window=45", f"output_dir={tmp_path}/x"],
+            log=lambda s: None,
+        )
+
+
+def test_age_and_sex(fmri: Path, tiny: list[str], pretrained: Path, tmp_path: Path) -> None:
+    common = ["task_options.window=40", "trainer.progress_bar=false", f"output_dir={tmp_path}"]
+    api.run(
+        ["fmri/age", "fmri/sex"],
+        ["chance", "connectome"],
+        debug=True,
+        overrides=common,
+        log=lambda s: None,
+    )
+    api.run(
+        ["fmri/sex"],
+        ["brainlm"],
+        debug=True,
+        overrides=[*common, *tiny, "trainer.max_epochs=1"],
+        log=lambda s: None,
+    )
+    for head in ("linear", "knn"):
+        api.run(
+            ["fmri/age"],
+            ["brainlm_probe"],
+            debug=True,
+            overrides=[*common, f"model.init={pretrained}", f"model.head={head}"],
+            log=lambda s: None,
+        )
+    age, sex = _records(tmp_path, "fmri/age"), _records(tmp_path, "fmri/sex")
+    assert {
+        "chance:baseline",
+        "connectome:baseline",
+        "brainlm_probe:linear_probe",
+        "brainlm_probe:knn_probe",
+    } <= set(age)
+    assert {"chance:baseline", "connectome:baseline", "brainlm:scratch"} <= set(sex)
+    assert (
+        age["connectome:baseline"]["headline"]["value"]
+        < age["chance:baseline"]["headline"]["value"]
+    )
+    oracle = json.loads((tmp_path / "oracle" / "fmri-age_synth-debug-seed0.json").read_text())
+    assert oracle["task"] == "fmri/age" and "fc_" in oracle["description"]
+
+
+def test_autoregressive_recovers_an_ar1_process() -> None:
+    rng = np.random.default_rng(0)
+    x = np.zeros((20, 3, 60), np.float32)
+    for t in range(1, 60):
+        x[..., t] = 0.8 * x[..., t - 1] + rng.normal(size=(20, 3))
+
+    class Windows:
+        def __len__(self) -> int:
+            return len(x)
+
+        def __getitem__(self, i: int):
+            return torch.from_numpy(x[i]), torch.tensor(0.0)
+
+    model = Autoregressive(ARConfig(order=1, ridge=0.0))
+    model.fit(Windows(), None, seed=0, run_dir=Path("."))
+    np.testing.assert_allclose(model.arrays["coef"][:, 0], 0.8, atol=0.03)
+    hidden = torch.zeros(1, 3, 60, dtype=torch.bool)
+    hidden[..., -2:] = True
+    pred = model.reconstruct(torch.from_numpy(x[:1]), hidden)
+    c = model.arrays["coef"]
+    np.testing.assert_allclose(pred[0, :, -2], c[:, 0] * x[0, :, -3] + c[:, 1], rtol=1e-5)
