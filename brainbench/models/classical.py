@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import DataError
 from brainbench.models.base import load_weights, save_weights
+from brainbench.models.retrieval_baselines import ChanceRetrieval, RidgeRetrieval
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
 
@@ -112,7 +113,14 @@ class RidgeEstimator:
     def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
         """Standardise with training statistics, choose the penalty by CV on `train` and fit."""
         scaler = StandardScaler().fit(x := self.features(train))
-        alpha, coef, intercept = self._fit_linear(scaler.transform(x), train.targets, seed)
+        alpha, coef, intercept = fit_linear(
+            scaler.transform(x),
+            train.targets,
+            self.kind,
+            self.params.alphas(),
+            self.params.cv_folds,
+            seed,
+        )
         self.arrays = {
             "mean": scaler.mean_,
             "scale": scaler.scale_,
@@ -121,27 +129,6 @@ class RidgeEstimator:
         }
         val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
         return {"alpha": alpha, "n_features": x.shape[1], "val_mse": float(np.mean(val_error**2))}
-
-    def _fit_linear(self, x: np.ndarray, targets: np.ndarray, seed: int) -> tuple[float, Any, Any]:
-        """(chosen alpha, coefficients, intercept) of RidgeCV or LogisticRegressionCV."""
-        alphas = self.params.alphas()
-        if self.kind == "regression":
-            ridge = RidgeCV(alphas=alphas).fit(x, np.asarray(targets, dtype=float))
-            return float(ridge.alpha_), ridge.coef_, ridge.intercept_
-        logistic = LogisticRegressionCV(
-            Cs=1 / alphas,
-            l1_ratios=(0.0,),  # pure L2
-            cv=self.params.cv_folds,
-            scoring="neg_log_loss",
-            max_iter=2000,
-            random_state=seed,
-        )
-        with warnings.catch_warnings():  # scikit-learn 1.8-1.9: attribute-layout transition
-            warnings.filterwarnings(
-                "ignore", message=".*use_legacy_attributes", category=FutureWarning
-            )
-            logistic.fit(x, binary_targets(targets))
-        return 1 / float(np.ravel(logistic.C_)[0]), logistic.coef_, logistic.intercept_
 
     def predict(self, data: Dataset) -> np.ndarray:
         if not self.arrays:
@@ -163,13 +150,13 @@ class RidgeEstimator:
     kind="baseline",
     config=ChanceConfig,
     description="Predicts the training mean (regression) or prior (classification)",
-    task_kinds=("regression", "classification"),
+    task_kinds=("regression", "classification", "retrieval"),
 )
 def build_chance(
     params: ChanceConfig, *, task: TaskSpec, trainer: TrainerConfig
-) -> ChanceEstimator:
-    """The chance baseline for `task`."""
-    return ChanceEstimator(task)
+) -> ChanceEstimator | ChanceRetrieval:
+    """The chance baseline for `task` (random embeddings for retrieval)."""
+    return ChanceRetrieval() if task.kind == "retrieval" else ChanceEstimator(task)
 
 
 @register_model(
@@ -177,8 +164,53 @@ def build_chance(
     kind="sklearn",
     config=RidgeConfig,
     description="Ridge / logistic regression on average-pooled voxels, penalty chosen by CV",
-    task_kinds=("regression", "classification"),
+    task_kinds=("regression", "classification", "retrieval"),
 )
-def build_ridge(params: RidgeConfig, *, task: TaskSpec, trainer: TrainerConfig) -> RidgeEstimator:
-    """A ridge (regression) or L2 logistic (classification) estimator for `task`."""
+def build_ridge(
+    params: RidgeConfig, *, task: TaskSpec, trainer: TrainerConfig
+) -> RidgeEstimator | RidgeRetrieval:
+    """Ridge (regression; retrieval: to the embedding) or L2 logistic (classification)."""
+    if task.kind == "retrieval":
+        return RidgeRetrieval(params.alphas())
     return RidgeEstimator(params, task)
+
+
+def cv_folds(targets: np.ndarray, kind: str, requested: int) -> int:
+    """The folds cross-validation can use: at most the smallest class (or sample) count.
+
+    Tiny training sets (e.g. `--label-fraction 0.01`) get fewer folds instead of a
+    scikit-learn crash; fewer than 2 per class is a DataError saying what to change.
+    """
+    if kind == "regression":
+        smallest = len(targets)
+    else:
+        smallest = int(np.bincount(binary_targets(targets).astype(int), minlength=2).min())
+    if smallest < 2:
+        raise DataError(
+            f"the training set has {len(targets)} subjects, fewer than 2 per class: "
+            "cross-validation cannot choose the penalty. Raise --label-fraction or widen "
+            "--train-stages."
+        )
+    return min(requested, smallest)
+
+
+def fit_linear(
+    x: np.ndarray, targets: Any, kind: str, alphas: np.ndarray, folds: int, seed: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(chosen alpha, coefficients, intercept) of RidgeCV or L2 LogisticRegressionCV on `x`."""
+    if kind == "regression":
+        ridge = RidgeCV(alphas=alphas).fit(x, np.asarray(targets, dtype=float))
+        return float(ridge.alpha_), ridge.coef_, np.atleast_1d(ridge.intercept_)
+    labels = binary_targets(targets)
+    logistic = LogisticRegressionCV(
+        Cs=1 / alphas,
+        l1_ratios=(0.0,),  # pure L2
+        cv=cv_folds(labels, kind, folds),
+        scoring="neg_log_loss",
+        max_iter=2000,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():  # scikit-learn 1.8-1.9: attribute-layout transition
+        warnings.filterwarnings("ignore", message=".*use_legacy_attributes", category=FutureWarning)
+        logistic.fit(x, labels)
+    return 1 / float(np.ravel(logistic.C_)[0]), logistic.coef_, logistic.intercept_

@@ -82,11 +82,20 @@ def coverage(records: list[SubjectRecord], images: tuple[str, ...]) -> list[str]
 
 
 def check_dataset(name: str, path: Path) -> list[str]:
-    """Problems found in a local copy of a catalogued dataset; an empty list means usable."""
+    """Problems found in a local copy of a catalogued dataset; an empty list means usable.
+
+    A copy of an image-decoding dataset (BOLD5000, NSD, THINGS-fMRI) holding BOLD runs
+    (sub-*/[ses-*/]func) is checked against its decoding layout (data/sources/image_fmri.py).
+    """
+    from brainbench.data.sources.image_fmri import DECODING_DATASETS, check_evoked
+
     info = get_dataset(name)
     path = Path(path)
     if not path.exists():
         return [f"{path} does not exist; download {info.name} ({info.access}) and point at it."]
+    decoding = info.name.lower().replace("-", "_")
+    if decoding in DECODING_DATASETS and any(path.glob("sub-*/**/func")):
+        return check_evoked(decoding, path)
     if info.layout == "manifest" and path.is_dir():
         return [
             f"{path} is a folder; {info.name} is read through a CSV manifest (columns subject, "
