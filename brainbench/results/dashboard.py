@@ -246,10 +246,16 @@ def _footer(records: list[dict[str, Any]]) -> str:
     return f"<footer>{_e(' · '.join(p for p in parts if p))}</footer>"
 
 
-def render_dashboard(leaderboard: pd.DataFrame, records: list[dict[str, Any]]) -> str:
-    """The dashboard page for a leaderboard (from build_leaderboard) and its run records."""
+def render_dashboard(
+    leaderboard: pd.DataFrame, records: list[dict[str, Any]], grid: str = ""
+) -> str:
+    """The dashboard page for a leaderboard (from build_leaderboard) and its run records.
+
+    `grid` is the multimodal grid's section (results/grid_dashboard.py), shown first.
+    """
     seeds, stage_n = _from_records(records)
-    nav, body = [], []
+    nav = ['<li><a href="#multimodal">multimodal legibility grid</a></li>'] if grid else []
+    body = [grid] if grid else []
     for i, (task, dataset, part) in enumerate(sections(leaderboard)):
         title = f"{task} ({dataset})" if dataset else task
         nav.append(f'<li><a href="#s{i}">{_e(title)}</a></li>')

@@ -65,7 +65,8 @@ class TrainingModule(L.LightningModule):
         return self._step(batch, "val_loss")
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        trainable = [p for p in self.parameters() if p.requires_grad]  # frozen blocks stay out
+        optimizer = torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler == "constant":
             return optimizer
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)

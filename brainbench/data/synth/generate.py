@@ -29,7 +29,7 @@ from brainbench.errors import ConfigError, DataError, suggest
 from brainbench.labels import SUBCORTICAL_LABELS as LABELS
 from brainbench.stages import STAGES
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: hba1c, crp, neuroticism and phenotype domains
 MARKER = Path("derivatives") / "brainbench_synth.json"
 DROPPED_BITS = 12  # float32 mantissa bits not stored (see round_mantissa)
 

@@ -1,0 +1,302 @@
+"""The multimodal legibility grid: targets x non-empty input combinations x seeds.
+
+One run record per (target, combination, seed), written by the multimodal runner. `plan_grid`
+lists the jobs; `run_grid` skips the finished ones (a run whose record is complete; a crashed
+one left no complete record and is redone), runs the rest through brainbench.cluster, then
+writes `<output_dir>/grid/multimodal.csv` (one row per run) and `grid/targets.json` (the target
+graph: mutual information between targets across subjects) for the dashboard.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+
+from brainbench.cluster import check_options, run_jobs
+from brainbench.config import load_yaml
+from brainbench.data.splits import dataset_splits
+from brainbench.data.synth.phenotypes import COLUMNS
+from brainbench.errors import ConfigError, ResultsError
+from brainbench.models.fusion import INPUTS, combination_name
+from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
+from brainbench.tasks import all_tasks, get_task
+from brainbench.tasks.runs import Experiment
+
+PREFIX = "multimodal/"
+MODEL = "fusion"
+GRID_DIR = "grid"
+CSV_NAME, GRAPH_NAME = "multimodal.csv", "targets.json"
+Log = Callable[[str], None]
+
+
+def grid_targets(targets: Sequence[str] | None) -> list[str]:
+    """Task names of the requested targets ('age' or 'multimodal/age'); default: all."""
+    known = sorted(name for name in all_tasks() if name.startswith(PREFIX))
+    if not targets:
+        return known
+    names = [t if t.startswith(PREFIX) else PREFIX + t for t in targets]
+    bad = [t for t in names if t not in known]
+    if bad:
+        valid = ", ".join(k.removeprefix(PREFIX) for k in known)
+        raise ConfigError(f"unknown grid targets {bad}; valid targets: {valid}.")
+    return list(dict.fromkeys(names))
+
+
+def combinations(inputs: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of `inputs` (canonical order, smallest first)."""
+    bad = [i for i in inputs if i not in INPUTS]
+    if bad:
+        raise ConfigError(f"unknown inputs {bad}; valid inputs: {', '.join(INPUTS)}.")
+    ordered = [name for name in INPUTS if name in inputs]
+    combos = [c for k in range(1, len(ordered) + 1) for c in itertools.combinations(ordered, k)]
+    if not combos:
+        raise ConfigError("the grid has zero input combinations; pass at least one --inputs.")
+    return combos
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """One run of the grid: picklable, so a process pool or Slurm can execute it."""
+
+    task: str
+    inputs: tuple[str, ...]
+    offered: tuple[str, ...]
+    seed: int | None  # None: the config's seeds (only to resolve the config)
+    options: dict = field(default_factory=dict)  # resolve_config keywords (dataset, overrides..)
+    force: bool = False
+
+    def experiment(self) -> Experiment:
+        from brainbench.api import resolve_config
+
+        overrides = [
+            *self.options.get("overrides", ()),
+            f"model.inputs=[{','.join(self.inputs)}]",
+            f"task_options.inputs=[{','.join(self.offered)}]",
+        ]
+        if self.seed is not None:
+            overrides.append(f"seeds=[{self.seed}]")
+        return resolve_config(self.task, MODEL, **(self.options | {"overrides": overrides}))
+
+    def run_dir(self) -> Path:
+        return self.experiment().run_dirs()[0]
+
+    def check(self) -> None:
+        """Raise the dataset's errors (missing input, unusable target) before any run starts."""
+        exp = self.experiment()
+        importlib.import_module(exp.spec.runner).check(exp.config)
+
+    def __call__(self) -> list[str]:
+        exp = self.experiment()
+        runner = importlib.import_module(exp.spec.runner)
+        prepared = runner.prepare(exp.config, _quiet)
+        return [str(p) for p in runner.run_experiment(exp, prepared, force=self.force, log=_quiet)]
+
+
+def _quiet(message: str) -> None:
+    """Worker processes keep the grid's output to one line per job."""
+
+
+def plan_grid(
+    targets: Sequence[str] | None,
+    inputs: Sequence[str],
+    seeds: Sequence[int] | None,
+    *,
+    options: dict,
+    force: bool = False,
+) -> list[GridJob]:
+    """Every (target, combination, seed) job; seeds default to the resolved config's."""
+    offered = tuple(name for name in INPUTS if name in inputs)
+    combos = combinations(inputs)
+    jobs = []
+    for task in grid_targets(targets):
+        for seed in (
+            seeds or GridJob(task, offered, offered, None, options).experiment().config.seeds
+        ):
+            jobs += [GridJob(task, combo, offered, seed, options, force) for combo in combos]
+    return jobs
+
+
+def run_grid(
+    jobs: list[GridJob],
+    *,
+    workers: int = 1,
+    cluster: str = "local",
+    partition: str | None = None,
+    log: Log = print,
+) -> pd.DataFrame:
+    """Run the unfinished jobs, then aggregate the grid CSV and target graph; return the CSV."""
+    if not jobs:
+        raise ConfigError("the grid has no runs: give at least one target, input and seed.")
+    first = jobs[0].experiment().config
+    output_dir = first.output_dir
+    todo = [job for job in jobs if job.force or not is_complete(job.run_dir())]
+    log(f"grid: {len(jobs)} runs, {len(jobs) - len(todo)} finished already, {len(todo)} to run")
+    check_options(workers, cluster, partition)
+    for task in dict.fromkeys(job.task for job in todo):
+        next(job for job in todo if job.task == task).check()
+    outcomes = run_jobs(
+        todo,
+        workers=workers,
+        cluster=cluster,
+        partition=partition,
+        folder=output_dir / "cluster",
+        log=log,
+    )
+    failed = []
+    for job, outcome in zip(todo, outcomes, strict=True):
+        what = f"{job.task} [{combination_name(job.inputs)}] seed {job.seed}"
+        log(f"  {what}: {'done' if outcome.ok else 'FAILED: ' + str(outcome.error)}")
+        if not outcome.ok:
+            failed.append(what)
+    table = write_grid_csv(output_dir)
+    write_target_graph(output_dir, sorted({j.task for j in jobs}), jobs[0].options)
+    log(f"wrote {output_dir / GRID_DIR / CSV_NAME} ({len(table)} runs)")
+    if failed:
+        raise ResultsError(
+            f"{len(failed)} grid runs failed: {'; '.join(failed)}. Fix the cause and rerun the "
+            "same command: finished runs are kept."
+        )
+    return table
+
+
+# --- aggregation ------------------------------------------------------------------------------
+
+
+def chance_p_value(kind: str, predictions: pd.DataFrame) -> float:
+    """One-sided p-value against chance: Pearson r > 0, or AUROC > 0.5 (Mann-Whitney U)."""
+    t, p = predictions["y_true"].to_numpy(float), predictions["y_pred"].to_numpy(float)
+    ok = np.isfinite(t) & np.isfinite(p)
+    t, p = t[ok], p[ok]
+    if kind == "regression":
+        if len(t) < 3 or np.ptp(p) == 0 or np.ptp(t) == 0:
+            return float("nan")
+        return float(stats.pearsonr(t, p, alternative="greater").pvalue)
+    pos, neg = p[t == 1], p[t == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(stats.mannwhitneyu(pos, neg, alternative="greater").pvalue)
+
+
+def skill(kind: str, metrics: dict) -> float:
+    """A chance-at-zero score comparable across targets: Pearson r, or 2 * AUROC - 1."""
+    if kind == "regression":
+        value = metrics.get("pearson_r")
+    else:
+        value = None if metrics.get("auroc") is None else 2 * metrics["auroc"] - 1
+    return float("nan") if value is None else float(value)
+
+
+def grid_table(results_dir: Path | str) -> pd.DataFrame:
+    """One row per grid run record under results_dir (empty without any)."""
+    rows = []
+    for record in read_records(results_dir):
+        if not (record["task"].startswith(PREFIX) and record["model"] == MODEL):
+            continue
+        path = Path(record["path"])
+        inputs = _inputs_of(path)
+        spec = get_task(record["task"])
+        target, metrics = spec.target, record["metrics"]
+        info = COLUMNS.get(target, {})
+        try:
+            predictions = pd.read_csv(path / "predictions.csv")
+        except (OSError, ValueError) as exc:
+            raise ResultsError(f"{path}/predictions.csv is unreadable ({exc}).") from exc
+        row = {
+            "target": target,
+            "task": record["task"],
+            "inputs": combination_name(inputs),
+            "n_inputs": len(inputs),
+            "domain": info.get("Domain", ""),
+            "imaging_signal": info.get("ImagingSignal"),
+            "kind": spec.kind,
+            "seed": record["seed"],
+            "dataset": record["dataset"],
+            "headline": record["headline"]["name"],
+            "headline_value": record["headline"]["value"],
+            **{m: metrics.get(m) for m in ("balanced_accuracy", "auroc", "f1")},
+            **{m: metrics.get(m) for m in ("mae", "r2", "pearson_r")},
+            "skill": skill(spec.kind, metrics),
+            "p_value": chance_p_value(spec.kind, predictions),
+            "n_test": record["n_test"],
+            "train_s": record["timings"]["fit_s"],
+            **{f"uses_{name}": "yes" if name in inputs else "no" for name in INPUTS},
+            "per_stage": json.dumps(
+                {s: skill(spec.kind, v) for s, v in record["per_stage"].items()}
+            ),
+            "path": str(path),
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _inputs_of(path: Path) -> list[str]:
+    """The model's inputs, from the run's resolved config."""
+    config = load_yaml(path / "config.yaml")
+    return list(config["model_params"]["inputs"])
+
+
+def write_grid_csv(output_dir: Path | str) -> pd.DataFrame:
+    table = grid_table(output_dir)
+    if not table.empty:
+        table = table.sort_values(["target", "n_inputs", "inputs", "seed"], ignore_index=True)
+    folder = Path(output_dir) / GRID_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / CSV_NAME, table.to_csv(index=False))
+    return table
+
+
+def target_values(tasks: Sequence[str], options: dict) -> pd.DataFrame:
+    """Subjects x targets (numbers; binary targets 0/1; NaN where missing) of the dataset."""
+    from brainbench.tasks.multimodal import options_of, target_coder
+
+    columns = {}
+    records = None
+    for task in tasks:
+        job = GridJob(task, ("metadata",), ("metadata",), None, options)
+        config = job.experiment().config
+        if records is None:
+            records, _ = dataset_splits(config.data, config.split, config.output_dir)
+        code = target_coder(get_task(task), options_of(config), records)
+        columns[get_task(task).target] = [code(r) for r in records]
+    return pd.DataFrame(columns, index=[r.key for r in records or []], dtype=float)
+
+
+def mutual_information(values: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
+    """Pairwise mutual information (nats, k-NN estimator) between targets, on shared subjects."""
+    edges = []
+    for a, b in itertools.combinations(values.columns, 2):
+        both = values[[a, b]].dropna()
+        if len(both) < 10:
+            continue
+        x = both[[a]].to_numpy()
+        y = both[b].to_numpy()
+        estimate = mutual_info_classif if kinds[b] == "classification" else mutual_info_regression
+        mi = estimate(x, y, discrete_features=kinds[a] == "classification", random_state=0)[0]
+        edges.append({"source": a, "target": b, "mi": round(float(mi), 4), "n": len(both)})
+    return edges
+
+
+def write_target_graph(output_dir: Path | str, tasks: Sequence[str], options: dict) -> Path:
+    """grid/targets.json: nodes (target, kind, domain, imaging signal) and MI edges."""
+    values = target_values(tasks, options)
+    kinds = {get_task(t).target: get_task(t).kind for t in tasks}
+    nodes = [
+        {
+            "target": get_task(t).target,
+            "kind": get_task(t).kind,
+            "domain": COLUMNS.get(get_task(t).target, {}).get("Domain", ""),
+            "imaging_signal": COLUMNS.get(get_task(t).target, {}).get("ImagingSignal"),
+        }
+        for t in tasks
+    ]
+    graph = {"nodes": nodes, "edges": mutual_information(values, kinds)}
+    return atomic_write_text(Path(output_dir) / GRID_DIR / GRAPH_NAME, to_json(graph))
