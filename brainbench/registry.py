@@ -122,7 +122,11 @@ def load_plugins() -> None:
             importlib.import_module(f"{package}.{info.name}")
     for group in ("brainbench.models", "brainbench.sources"):
         for ep in entry_points(group=group):
-            ep.load()
+            try:
+                ep.load()
+            except BrainbenchError as exc:
+                dist = ep.dist.name if ep.dist else "?"
+                raise BrainbenchError(f"plugin {ep.value} (package {dist}): {exc}") from None
 
 
 def task_dirs() -> list[Path]:

@@ -99,7 +99,9 @@ class SFCN(nn.Module):
                 conv.to(memory_format=torch.channels_last_3d)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x.contiguous(memory_format=torch.channels_last_3d))
+        if not torch.onnx.is_in_onnx_export():  # ONNX has no memory formats
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = self.features(x)
         x = x.mean(dim=(2, 3, 4), keepdim=True)
         return self.head(self.dropout(x)).flatten(1)
 

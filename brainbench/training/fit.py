@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from brainbench.config import TrainerConfig
 from brainbench.errors import ConfigError
@@ -94,8 +94,9 @@ class TorchEstimator:
         )
         with quiet_lightning():
             trainer = self._trainer(run_dir, checkpoint)
+            data = ShardedData(train, val, cfg, seed)
             start = time.perf_counter()
-            trainer.fit(module, self._loader(train, shuffle=True), self._loader(val))
+            trainer.fit(module, datamodule=data)
             seconds = time.perf_counter() - start
         best_epoch = 0
         if checkpoint.best_model_path:  # Lightning checkpoints are pickles: read tensors only
@@ -110,6 +111,9 @@ class TorchEstimator:
             "n_params": sum(p.numel() for p in self.model.net.parameters()),
             "epoch_s": seconds / max(trainer.current_epoch, 1),
             "global_rank": trainer.global_rank,  # under `ddp`, only rank 0 should write results
+            "world_size": trainer.world_size,
+            "effective_batch_size": cfg.batch_size,
+            "per_device_batch_size": data.per_device,
         }
 
     def predict(self, data: Dataset) -> np.ndarray:
@@ -143,7 +147,8 @@ class TorchEstimator:
     def _trainer(self, run_dir: Path, checkpoint: ModelCheckpoint) -> L.Trainer:
         cfg = self.trainer_cfg
         early = EarlyStopping(monitor="val_loss", patience=cfg.patience)
-        return make_trainer(cfg, run_dir, [early, checkpoint])
+        # ShardedData shards the training batches itself
+        return make_trainer(cfg, run_dir, [early, checkpoint], use_distributed_sampler=False)
 
     def _fitted(self) -> TorchModel:
         if self.model is None:
@@ -165,6 +170,75 @@ class TorchEstimator:
         )
 
 
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Global batches of a seeded per-epoch shuffle, each cut into one slice per rank and step.
+
+    Rank r's j-th micro-batch of global batch k is the slice (j * world + r) of batch k, so the
+    union over ranks and accumulation steps is the batch a single process would draw: the same
+    seed gives the same training whatever the number of processes. An incomplete last global
+    batch is dropped (when there is more than one batch).
+    """
+
+    def __init__(self, n: int, batch: int, world: int, rank: int, steps: int, seed: int) -> None:
+        self.n, self.batch, self.world, self.rank = n, batch, world, rank
+        self.steps, self.seed, self.epoch = steps, seed, 0
+        self.micro = batch // (world * steps)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> int:
+        full = self.n // self.batch
+        return full if full else 1
+
+    def __len__(self) -> int:
+        return self._batches() * self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=generator).tolist()
+        for k in range(self._batches()):
+            batch = order[k * self.batch : (k + 1) * self.batch]
+            micro = max(1, len(batch) // (self.world * self.steps))
+            for j in range(self.steps):
+                start = (j * self.world + self.rank) * micro
+                yield batch[start : start + micro]
+
+
+class ShardedData(L.LightningDataModule):
+    """Training batches sharded per rank (ShardedBatchSampler); every rank validates on all of val.
+
+    `batch_size` is the effective batch of one optimizer step: devices x nodes x accumulation
+    steps x the per-device batch, which must divide it.
+    """
+
+    def __init__(self, train: Dataset, val: Dataset, cfg: TrainerConfig, seed: int) -> None:
+        super().__init__()
+        self.train, self.val, self.cfg, self.seed = train, val, cfg, seed
+        self.per_device = cfg.batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        cfg, world, rank = self.cfg, self.trainer.world_size, self.trainer.global_rank
+        shares = world * cfg.accumulate_grad_batches
+        if cfg.batch_size % shares:
+            raise ConfigError(
+                f"trainer.batch_size={cfg.batch_size} (the effective batch) must be a multiple "
+                f"of devices x nodes x trainer.accumulate_grad_batches = {shares}."
+            )
+        self.per_device = cfg.batch_size // shares
+        sampler = ShardedBatchSampler(
+            len(self.train), cfg.batch_size, world, rank, cfg.accumulate_grad_batches, self.seed
+        )
+        return DataLoader(self.train, batch_sampler=sampler, **self._workers())
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.per_device, **self._workers())
+
+    def _workers(self) -> dict[str, Any]:
+        workers = self.cfg.num_workers
+        return {"num_workers": workers, "persistent_workers": workers > 0}
+
+
 def make_trainer(
     cfg: TrainerConfig, log_dir: Path, callbacks: list[L.Callback], **extra: Any
 ) -> L.Trainer:
@@ -176,6 +250,8 @@ def make_trainer(
             devices=cfg.devices,
             strategy=cfg.strategy,
             precision=cfg.precision,
+            num_nodes=cfg.num_nodes,
+            accumulate_grad_batches=cfg.accumulate_grad_batches,
             callbacks=callbacks,
             logger=CSVLogger(log_dir, name="logs", version=""),
             enable_progress_bar=cfg.progress_bar,

@@ -1,0 +1,1 @@
+"""The plugin's task YAMLs live in this folder."""
