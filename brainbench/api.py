@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 
+from brainbench.cluster import SlurmOptions, cluster_overrides, submit_job
 from brainbench.config import (
     Layer,
     build_config,
@@ -23,7 +25,7 @@ from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plu
 from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
 from brainbench.tasks import TaskSpec, all_tasks, get_task
-from brainbench.tasks.runs import Experiment, config_digest, is_global_zero
+from brainbench.tasks.runs import SUBSET_KEYS, Experiment, config_digest, is_global_zero
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 QUICK_SUITE: tuple[str, ...] = ("mri/age",)
@@ -74,14 +76,24 @@ def resolve_config(
 def plan(
     tasks: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
+    *,
+    label_fractions: Sequence[float] = (),
+    overrides: Sequence[str] = (),
     **options,
 ) -> list[Experiment]:
-    """Every (task, model) experiment of a run; models default to each task's own list."""
+    """Every (task, model[, label fraction]) experiment of a run.
+
+    Models default to each task's own list; each of `label_fractions` adds one experiment per
+    task and model (the `label_fraction` config key), none keeps the config's own.
+    """
     experiments = []
+    extra = [[f"label_fraction={f}"] for f in label_fractions] or [[]]
     for task in tasks or QUICK_SUITE:
         spec = get_task(task)
         for model in models or spec.models:
-            experiments.append(resolve_config(task, model, **options))
+            for more in extra:
+                overs = [*overrides, *more]
+                experiments.append(resolve_config(task, model, overrides=overs, **options))
     return experiments
 
 
@@ -112,20 +124,40 @@ def run(
     debug: bool = False,
     config_file: Path | None = None,
     force: bool = False,
+    label_fractions: Sequence[float] = (),
+    slurm: SlurmOptions | None = None,
     log: Log = print,
 ) -> pd.DataFrame:
-    """Run tasks x models x seeds, write run records, then the leaderboard; return it."""
+    """Run tasks x models x label fractions x seeds, write run records, then the leaderboard.
+
+    With `slurm`, the same call is submitted as one requeueable job; the submitit job is
+    returned instead of the leaderboard.
+    """
+    if slurm is not None:
+        overrides = [*overrides, *cluster_overrides(slurm)]
+        options = {"dataset": dataset, "debug": debug, "config_file": config_file}
+        options |= {"force": force, "label_fractions": label_fractions}
+        call = partial(run, tasks, models, overrides=overrides, **options)
+        return submit_job(call, slurm, name="brainbench-run", log=log)
     experiments = plan(
-        tasks, models, dataset=dataset, overrides=overrides, debug=debug, config_file=config_file
+        tasks,
+        models,
+        label_fractions=label_fractions,
+        dataset=dataset,
+        overrides=overrides,
+        debug=debug,
+        config_file=config_file,
     )
     for out in {exp.config.output_dir for exp in experiments}:
         check_writable(out)
     if not force:
         _check_conflicts(experiments)
-    prepared: dict[tuple[str, str], dict] = {}
+    prepared: dict[tuple[str, ...], dict] = {}
     for exp in experiments:
         cfg = exp.config
-        key = (cfg.task, cfg.model_dump_json(include={"data", "preprocess", "split", "output_dir"}))
+        shared = {"data", "preprocess", "split", "output_dir", "task_options"}
+        key = (cfg.task, cfg.model_dump_json(include=shared))
+        key += tuple(str(getattr(cfg, k)) for k in SUBSET_KEYS)
         runner = _runner(exp.spec)
         if key not in prepared:
             prepared[key] = runner.prepare(cfg, log)
@@ -144,30 +176,60 @@ def pretrain(
     overrides: Sequence[str] = (),
     debug: bool = False,
     config_file: Path | None = None,
+    slurm: SlurmOptions | None = None,
     log: Log = print,
 ) -> Path:
     """Pretrain a foundation model on a dataset's training subjects; return its folder.
 
+    With `slurm`, the same call is submitted as one requeueable job (a preempted job resumes
+    from its last checkpoint) and the submitit job is returned.
+
     Layers: --debug (the debug cohort, grid and results folder, few steps) -> --config FILE ->
     key=value -> --dataset. Only subjects outside every task's test split are used.
     """
-    from brainbench.training.pretrain import build_pretrain_config
-    from brainbench.training.pretrain import pretrain as run_pretraining
-
+    if slurm is not None:
+        overrides = [*overrides, *cluster_overrides(slurm)]
+        call = partial(pretrain, model, dataset=dataset, overrides=overrides, debug=debug,
+                       config_file=config_file)  # fmt: skip
+        return submit_job(call, slurm, name=f"brainbench-pretrain-{model}", log=log)
+    fmri = model == "brainlm"  # parcel time series: its own config and training loop
     layers: list[Layer] = []
     if debug:
         quick = load_yaml(CONFIG_DIR / "debug.yaml")
-        keep = {k: quick[k] for k in ("data", "preprocess", "output_dir")}
+        keep = {k: quick[k] for k in ("data", "output_dir", *(() if fmri else ("preprocess",)))}
         layers.append(("--debug", keep | {"max_steps": 30}))
     if config_file is not None:
         layers.append((f"config file {config_file}", load_yaml(config_file)))
     layers.append(("command line", parse_overrides(list(overrides))))
     if dataset is not None:
         layers.append(("--dataset", {"data": {"dataset": dataset}}))
-    config = build_pretrain_config(model, layers)
+    if fmri:
+        from brainbench.training.pretrain_brainlm import build_brainlm_pretrain_config
+        from brainbench.training.pretrain_brainlm import pretrain_brainlm as run_pretraining
+
+        config = build_brainlm_pretrain_config(layers)
+    else:
+        from brainbench.training.pretrain import build_pretrain_config
+        from brainbench.training.pretrain import pretrain as run_pretraining
+
+        config = build_pretrain_config(model, layers)
     get_source(config.data.dataset)  # an unknown dataset fails before any work
     check_writable(config.output_dir)
     return run_pretraining(config, log=log)
+
+
+def predict(
+    run_dir: Path,
+    files: Sequence[Path],
+    *,
+    out: Path = Path("predictions"),
+    task: str | None = None,
+    log: Log = print,
+) -> pd.DataFrame:
+    """A run's model on NIfTI files; writes predictions.tsv (and volumes in each input's space)."""
+    from brainbench.predict import predict_files
+
+    return predict_files(run_dir, files, out, task=task, log=log)
 
 
 def _runner(spec: TaskSpec) -> ModuleType:
@@ -175,9 +237,51 @@ def _runner(spec: TaskSpec) -> ModuleType:
     return importlib.import_module(spec.runner)
 
 
-def report(results_dir: Path = Path("results"), *, log: Log = print) -> pd.DataFrame:
-    """Aggregate the run records under `results_dir` into leaderboard.md/.csv, dashboard.html."""
+def grid(
+    targets: Sequence[str] | None = None,
+    inputs: Sequence[str] = ("T1w", "FLAIR", "dwi", "connectivity", "metadata"),
+    *,
+    seeds: Sequence[int] | None = None,
+    dataset: str | None = None,
+    overrides: Sequence[str] = (),
+    debug: bool = False,
+    config_file: Path | None = None,
+    force: bool = False,
+    workers: int = 1,
+    cluster: str = "local",
+    partition: str | None = None,
+    log: Log = print,
+) -> pd.DataFrame:
+    """The multimodal grid: targets x non-empty input subsets x seeds with model `fusion`.
+
+    Finished runs are skipped (rerun the same call to resume); writes grid/multimodal.csv,
+    grid/targets.json and the reports under the output folder; returns the grid table.
+    """
+    from brainbench.grid import plan_grid, run_grid
+
+    options = {"dataset": dataset, "overrides": list(overrides), "debug": debug}
+    options["config_file"] = config_file
+    jobs = plan_grid(targets, inputs, seeds, options=options, force=force)
+    output_dir = jobs[0].experiment().config.output_dir
+    check_writable(output_dir)
+    table = run_grid(jobs, workers=workers, cluster=cluster, partition=partition, log=log)
+    report(output_dir, log=log)
+    return table
+
+
+def report(
+    results_dir: Path = Path("results"), *, utility: bool = False, log: Log = print
+) -> pd.DataFrame:
+    """Aggregate the run records under `results_dir` into leaderboard.md/.csv, dashboard.html.
+
+    `utility` first fits the input-utility mixed models on the multimodal grid
+    (grid/utility.csv, shown in the dashboard) and prints their table.
+    """
     results_dir = Path(results_dir)
+    if utility:
+        from brainbench.results.utility import format_utility, write_utility
+
+        log(format_utility(write_utility(results_dir)))
     table, paths = write_reports(results_dir)
     log(format_table(table))
     log("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -196,3 +300,40 @@ def list_models() -> list:
 def list_sources() -> list:
     load_plugins()
     return sorted(SOURCES.values(), key=lambda s: s.name)
+
+
+def load_model(path_or_name: str | Path):
+    """A model for inference from an exported folder, pretrained folder, run record or name."""
+    from brainbench.loading import load_model as load
+
+    return load(path_or_name)
+
+
+def export(
+    model_dir: Path | str, fmt: str = "safetensors", *, out: Path | None = None, force: bool = False
+) -> Path:
+    """Export a model folder (config.json, model.safetensors, model card; ONNX or hubconf)."""
+    from brainbench.export import export_model
+
+    return export_model(model_dir, fmt, out=out, force=force)
+
+
+def submit(
+    results_dir: Path | str = Path("results"), *, out: Path | None = None, group: str | None = None
+) -> Path:
+    """Pack the run records under `results_dir` into one validated submission JSON file."""
+    from brainbench.submission import read_submission, write_submission
+
+    path = write_submission(results_dir, out or Path(results_dir) / "submission.json", group=group)
+    read_submission(path)  # what a leaderboard will check
+    return path
+
+
+def compare(files: Sequence[Path], *, out: Path = Path("results/compare"), log: Log = print):
+    """Compare several groups' submission files in one leaderboard written to `out`."""
+    from brainbench.submission import compare as write_comparison
+
+    table, paths = write_comparison(files, out)
+    log(format_table(table))
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
+    return table

@@ -31,7 +31,40 @@ models: `brainbench models`; tasks: `brainbench tasks`; datasets: `brainbench da
 """
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster (submitit; see docs/cluster.md)")
+    group.add_argument(
+        "--cluster",
+        choices=["slurm", "submitit-local"],
+        help="submit as one requeueable job instead of running here",
+    )
+    group.add_argument("--partition", help="Slurm partition")
+    group.add_argument("--gpus-per-node", type=int, default=0, help="GPUs (DDP tasks) per node")
+    group.add_argument("--nodes", type=int, default=1, help="nodes (DDP across nodes)")
+    group.add_argument("--time", type=int, default=240, metavar="MIN", help="time limit")
+    group.add_argument("--cpus-per-task", type=int, default=4)
+    group.add_argument(
+        "--slurm", action="append", default=[], metavar="KEY=VALUE", help="extra sbatch option"
+    )
+
+
+def _slurm(args: argparse.Namespace):
+    """The SlurmOptions of --cluster ..., or None to run here."""
+    if not args.cluster:
+        return None
+    from brainbench.cluster import SlurmOptions
+
+    extra = [item.partition("=")[::2] for item in args.slurm]
+    if any(not key or not value for key, value in extra):
+        raise BrainbenchError("--slurm takes KEY=VALUE, e.g. --slurm account=my_lab.")
+    return SlurmOptions(
+        args.cluster, args.partition, args.gpus_per_node, args.nodes, args.time,
+        args.cpus_per_task, Path("results/cluster"), tuple(extra),
+    )  # fmt: skip
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_cluster_options(parser)
     parser.add_argument(
         "-m", "--models", nargs="+", metavar="MODEL", help="models to run (default: the task's)"
     )
@@ -40,6 +73,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rerun finished runs")
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="YAML layered before key=value overrides"
+    )
+    parser.add_argument(
+        "--label-fraction",
+        nargs="+",
+        metavar="F",
+        help="run once per share of the training labels (nested subsets), e.g. 0.01 0.1 1.0",
+    )
+    parser.add_argument(
+        "--train-stages",
+        nargs="+",
+        metavar="STAGE",
+        help="train/validate on these lifespan stages only, e.g. young_adult middle_age",
+    )
+    parser.add_argument(
+        "--test-stages", nargs="+", metavar="STAGE", help="test on these lifespan stages only"
     )
     parser.add_argument(
         "overrides",
@@ -96,16 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         "`brainbench mri age -m mae3d_cnn model.init=PATH` or probe with -m mae3d_probe.",
         epilog="examples:\n  brainbench pretrain mae3d_cnn --debug\n"
         "  brainbench pretrain mae3d_cnn max_steps=2000 model.width=64 trainer.batch_size=8\n\n"
-        "config keys: model.{width,depth,groups,activation,in_channels} max_steps mask_ratio\n"
-        "  patch_size brain_only intensity_jitter checkpoint_every seed output_dir modalities\n"
-        "  data.* preprocess.* split.* trainer.*",
+        "config keys: model.* (per model) max_steps mask_ratio local_patch global_patch\n"
+        "  crop_size augment.{flip,rotation,scale,upper_percentile} checkpoint_every seed\n"
+        "  output_dir modalities data.* preprocess.* split.* trainer.*",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pretrain.add_argument("model", help="model to pretrain: mae3d_cnn")
+    pretrain.add_argument("model", help="pretrain: mae3d_cnn, mae3d_vit, mae2d or brainlm")
     pretrain.add_argument("--dataset", metavar="NAME", help="data source (default: synth)")
     pretrain.add_argument("--debug", action="store_true", help="debug cohort, 30 steps")
     pretrain.add_argument("--config", type=Path, metavar="FILE", help="YAML config layer")
     pretrain.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    _add_cluster_options(pretrain)
 
     synth = sub.add_parser(
         "synth",
@@ -122,7 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Aggregate every run record under RESULTS_DIR (mean ± std over seeds, ranks, "
         "oracle ceiling) into leaderboard.md, leaderboard.csv and dashboard.html.",
     )
-    report.add_argument("results_dir", nargs="?", type=Path, default=Path("results"))
+    report.add_argument(
+        "results_dir",
+        nargs="*",
+        type=Path,
+        metavar="RESULTS_DIR | SUBMISSION.json",
+        help="a results folder (default: results), or several `brainbench submit` files to compare",
+    )
+    report.add_argument(
+        "--out", type=Path, default=Path("results/compare"), help="where a comparison is written"
+    )
+    report.add_argument(
+        "--utility",
+        action="store_true",
+        help="fit the input-utility mixed models on the multimodal grid (table + dashboard plot)",
+    )
 
     sub.add_parser("tasks", help="list tasks", description="List the registered tasks.")
     sub.add_parser("models", help="list models", description="List the registered models.")
@@ -156,9 +219,24 @@ def _run(args: argparse.Namespace) -> None:
 
     tasks: list[str] = [args.task_name] if getattr(args, "task_name", None) else []
     overrides: list[str] = []
-    for item in args.overrides + [m for m in args.models or [] if "=" in m]:
+    # options taking several values also swallow the key=value overrides that follow them
+    names = ("models", "label_fraction", "train_stages", "test_stages")
+    lists = {k: getattr(args, k) or [] for k in names}
+    for item in args.overrides + [v for values in lists.values() for v in values if "=" in v]:
         (overrides if "=" in item else tasks).append(item)
-    models = [m for m in args.models or [] if "=" not in m] or None
+    kept = {k: [v for v in values if "=" not in v] for k, values in lists.items()}
+    for key in ("train_stages", "test_stages"):
+        if kept[key]:
+            overrides.append(f"{key}=[{','.join(kept[key])}]")
+    fractions = []
+    for value in kept["label_fraction"]:
+        try:
+            fractions.append(float(value))
+        except ValueError:
+            raise BrainbenchError(
+                f"--label-fraction {value!r} is not a number; give shares such as 0.01 0.1 1.0."
+            ) from None
+    models = kept["models"] or None
     api.run(
         tasks or None,
         models,
@@ -167,6 +245,8 @@ def _run(args: argparse.Namespace) -> None:
         debug=args.debug,
         config_file=args.config,
         force=args.force,
+        label_fractions=fractions,
+        slurm=_slurm(args),
     )
 
 
@@ -232,17 +312,29 @@ def _dispatch(args: argparse.Namespace) -> None:
             overrides=args.overrides,
             debug=args.debug,
             config_file=args.config,
+            slurm=_slurm(args),
         )
-        print(f"pretrained {args.model}: {folder}")
+        if not args.cluster:
+            print(f"pretrained {args.model}: {folder}")
     elif args.command == "report":
-        api.report(args.results_dir)
+        paths = args.results_dir or [Path("results")]
+        if any(p.suffix == ".json" for p in paths):
+            api.compare(paths, out=args.out)
+        elif len(paths) > 1:
+            raise BrainbenchError("report takes one RESULTS_DIR, or several submission files.")
+        else:
+            api.report(paths[0], utility=args.utility)
     elif args.command == "tasks":
-        for spec in api.list_tasks():
-            print(f"{spec.name:<14} {spec.kind:<15} {spec.description}")
+        specs = api.list_tasks()
+        width = max(len(spec.name) for spec in specs)
+        for spec in specs:
+            print(f"{spec.name:<{width}}  {spec.kind:<15} {spec.description}")
     elif args.command == "models":
-        for entry in api.list_models():
-            kinds = ",".join(entry.task_kinds)
-            print(f"{entry.name:<14} {entry.kind:<9} {kinds:<26} {entry.description}")
+        entries = api.list_models()
+        width = max(len(entry.name) for entry in entries)
+        for entry in entries:
+            print(f"{entry.name:<{width}}  {entry.kind:<9} {entry.description}")
+            print(f"{'':<{width}}  {'':<9} tasks: {', '.join(entry.task_kinds)}")
     elif args.command == "datasets":
         _datasets(args)
     else:

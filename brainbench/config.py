@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from brainbench.errors import ConfigError, suggest
 
@@ -67,7 +74,9 @@ class SplitConfig(StrictModel):
 
 class TrainerConfig(StrictModel):
     max_epochs: int = Field(40, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(
+        16, ge=1, description="effective batch: split over devices x nodes x accumulation steps"
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
     scheduler: Literal["constant", "cosine"] = Field(
@@ -78,6 +87,8 @@ class TrainerConfig(StrictModel):
     devices: int | str = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    num_nodes: int = Field(1, ge=1, description="machines (DDP across nodes)")
+    accumulate_grad_batches: int = Field(1, ge=1, description="micro-batches per optimizer step")
     num_workers: int = Field(0, ge=0)
     progress_bar: bool = True
 
@@ -93,6 +104,15 @@ class ExperimentConfig(StrictModel):
         {}, description="the task runner's own parameters, validated by the runner"
     )
     seeds: list[int] = Field([33, 34, 35], min_length=1)
+    label_fraction: float = Field(
+        1.0, gt=0, le=1, description="share of the training labels used (nested subsets)"
+    )
+    train_stages: list[str] | None = Field(
+        None, description="lifespan stages of the train/val subjects; None = all"
+    )
+    test_stages: list[str] | None = Field(
+        None, description="lifespan stages of the test subjects; None = all"
+    )
     output_dir: Path = Path("results")
     debug: bool = False
 
@@ -101,6 +121,13 @@ class ExperimentConfig(StrictModel):
         if not isinstance(self.model.get("name"), str):
             raise ValueError("model.name must be set to a registered model name")
         return self
+
+    @field_validator("train_stages", "test_stages")
+    @classmethod
+    def _check_stages(cls, stages: list[str] | None) -> list[str] | None:
+        from brainbench.stages import check_stages
+
+        return None if stages is None else check_stages(stages)
 
     @property
     def model_name(self) -> str:
