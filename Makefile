@@ -35,11 +35,13 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check brainbench tests benchmarks
-	$(BIN)/ruff format --check brainbench tests benchmarks
+	$(BIN)/ruff check brainbench tests benchmarks hubconf.py
+	$(BIN)/ruff format --check brainbench tests benchmarks hubconf.py
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/data_pipeline.py
+	$(BIN)/python benchmarks/mae_models.py
 
 clean:
 	rm -rf results .pytest_cache

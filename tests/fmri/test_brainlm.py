@@ -41,7 +41,9 @@ def test_loss_is_on_hidden_patches_only() -> None:
     mask = random_mask(2, 24, 0.5, torch.Generator().manual_seed(0))
     loss, pred = net.masked_loss(x, mask)
     hidden = mask.view(2, 6, 4)
-    assert float(loss) == pytest.approx(float(((pred - x.view(2, 6, 4, 5)) ** 2)[hidden].mean()))
+    assert float(loss.detach()) == pytest.approx(
+        float(((pred - x.view(2, 6, 4, 5)) ** 2)[hidden].mean())
+    )
     loss.backward()
     assert net.patch_embed.weight.grad is not None
 

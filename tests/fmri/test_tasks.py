@@ -84,13 +84,10 @@ def test_recon_and_forecast(fmri: Path, tiny: list[str], pretrained: Path, tmp_p
 
 def test_age_and_sex(fmri: Path, tiny: list[str], pretrained: Path, tmp_path: Path) -> None:
     common = ["task_options.window=40", "trainer.progress_bar=false", f"output_dir={tmp_path}"]
-    api.run(
-        ["fmri/age", "fmri/sex"],
-        ["chance", "connectome"],
-        debug=True,
-        overrides=common,
-        log=lambda s: None,
-    )
+    quiet = {"debug": True, "overrides": common, "log": lambda s: None}
+    api.run(["fmri/age", "fmri/sex"], ["chance"], **quiet)
+    # connectome on sex is a 45k-feature LogisticRegressionCV: too slow for a unit test
+    api.run(["fmri/age"], ["connectome"], **quiet)
     api.run(
         ["fmri/sex"],
         ["brainlm"],
@@ -113,7 +110,7 @@ def test_age_and_sex(fmri: Path, tiny: list[str], pretrained: Path, tmp_path: Pa
         "brainlm_probe:linear_probe",
         "brainlm_probe:knn_probe",
     } <= set(age)
-    assert {"chance:baseline", "connectome:baseline", "brainlm:scratch"} <= set(sex)
+    assert {"chance:baseline", "brainlm:scratch"} <= set(sex)
     assert (
         age["connectome:baseline"]["headline"]["value"]
         < age["chance:baseline"]["headline"]["value"]
