@@ -37,7 +37,33 @@ def target_value(record: SubjectRecord, name: str) -> float:
     return float(value)
 
 
-class VolumeDataset(Dataset):
+class SubjectDataset(Dataset):
+    """A dataset of one item per subject record: targets, ages, keys and stages by record.
+
+    Subclasses set `records` (list of SubjectRecord) and `_targets` (float32 array).
+    """
+
+    records: list[SubjectRecord]
+    _targets: np.ndarray
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self._targets.copy()
+
+    @property
+    def ages(self) -> np.ndarray:
+        return np.array([r.age for r in self.records], dtype=np.float64)
+
+    @property
+    def keys(self) -> list[str]:
+        return [r.key for r in self.records]
+
+    @property
+    def stages(self) -> np.ndarray:
+        return np.array([r.stage for r in self.records], dtype=object)
+
+
+class VolumeDataset(SubjectDataset):
     """Item i is (x: float32 tensor (C, *cfg.shape), y: float32 scalar tensor; NaN if no target).
 
     Channels follow `modalities`; a label modality ('seg') is cropped like the record's first
@@ -102,22 +128,6 @@ class VolumeDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(self.volume(i)), torch.tensor(self._targets[i])
-
-    @property
-    def targets(self) -> np.ndarray:
-        return self._targets.copy()
-
-    @property
-    def ages(self) -> np.ndarray:
-        return np.array([r.age for r in self.records], dtype=np.float64)
-
-    @property
-    def keys(self) -> list[str]:
-        return [r.key for r in self.records]
-
-    @property
-    def stages(self) -> np.ndarray:
-        return np.array([r.stage for r in self.records], dtype=object)
 
     def to_array(self) -> np.ndarray:
         """Every volume stacked: (N, C, *shape) float32."""

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import Field, field_validator
-from torch.utils.data import Dataset
 
 from brainbench.config import ExperimentConfig, StrictModel, home, validate_section
 from brainbench.data.cache import VolumeCache
 from brainbench.data.connectivity import connectivity_vector
-from brainbench.data.dataset import VolumeDataset
+from brainbench.data.dataset import SubjectDataset, VolumeDataset
 from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_splits
 from brainbench.data.synth.phenotypes import COLUMNS, DOMAINS
@@ -184,7 +183,7 @@ def connectivity_vectors(config: ExperimentConfig, records: list[SubjectRecord])
 # --- the dataset ------------------------------------------------------------------------------
 
 
-class FusionDataset(Dataset):
+class FusionDataset(SubjectDataset):
     """Item i is (x, y): x the present inputs flattened and concatenated in `layout` order.
 
     `layout` holds the shape of every offered input (the network builds a block for each);
@@ -215,22 +214,6 @@ class FusionDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(self.sample(i)), torch.tensor(self._targets[i])
-
-    @property
-    def targets(self) -> np.ndarray:
-        return self._targets.copy()
-
-    @property
-    def ages(self) -> np.ndarray:
-        return np.array([r.age for r in self.records], dtype=np.float64)
-
-    @property
-    def keys(self) -> list[str]:
-        return [r.key for r in self.records]
-
-    @property
-    def stages(self) -> np.ndarray:
-        return np.array([r.stage for r in self.records], dtype=object)
 
     def warm(self) -> None:
         if self.volumes is not None:

@@ -42,7 +42,7 @@ def test_loss_is_on_hidden_patches_only() -> None:
     loss, pred = net.masked_loss(x, mask)
     hidden = mask.view(2, 6, 4)
     assert float(loss.detach()) == pytest.approx(
-        float(((pred - x.view(2, 6, 4, 5)) ** 2)[hidden].mean())
+        float(((pred.detach() - x.view(2, 6, 4, 5)) ** 2)[hidden].mean())
     )
     loss.backward()
     assert net.patch_embed.weight.grad is not None
