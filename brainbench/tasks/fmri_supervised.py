@@ -10,8 +10,6 @@ the fMRI generator's latents (true network correlations, loadings, motion...; no
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
-from pathlib import Path
 
 import pandas as pd
 from pydantic import Field
@@ -23,8 +21,8 @@ from brainbench.data.timeseries import SubjectWindows, fmri_folder, locate_serie
 from brainbench.results.leaderboard import write_oracle
 from brainbench.tasks import get_task
 from brainbench.tasks.oracle import oracle_payload
-from brainbench.tasks.runs import Experiment, is_global_zero, run_seeds, select_subjects, subset_tag
-from brainbench.tasks.supervised import evaluate
+from brainbench.tasks.runs import is_global_zero, select_subjects, subset_tag
+from brainbench.tasks.supervised import run_experiment  # noqa: F401  (this runner's)
 
 NOT_ORACLE = ("sex_sign",)  # the generator's copy of a target
 
@@ -77,14 +75,3 @@ def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
         )
         write_oracle(config.output_dir, spec.name, payload | {"dataset": dataset_id(config.data)})
     return datasets
-
-
-def run_experiment(
-    experiment: Experiment, datasets: dict[str, SubjectWindows], *, force: bool, log
-) -> list[Path]:
-    """Train and score the model once per seed; write one run record per seed."""
-    cfg = experiment.config
-    title = f"{cfg.task} {cfg.model_name} ({experiment.protocol})"
-    return run_seeds(
-        experiment, datasets, partial(evaluate, experiment.spec, title), force=force, log=log
-    )
