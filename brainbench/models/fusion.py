@@ -57,12 +57,17 @@ class FusionConfig(StrictModel):
     @field_validator("inputs")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if v not in INPUTS]
-        if bad:
-            raise ValueError(f"unknown inputs {bad}; valid: {', '.join(INPUTS)}")
         if len(set(value)) != len(value):
             raise ValueError("inputs must not repeat")
-        return [name for name in INPUTS if name in value]  # canonical order
+        return canonical_inputs(value)
+
+
+def canonical_inputs(value: Sequence[str]) -> list[str]:
+    """The input names in canonical (INPUTS) order; an unknown name is a ValueError."""
+    bad = [v for v in value if v not in INPUTS]
+    if bad:
+        raise ValueError(f"unknown inputs {bad}; valid: {', '.join(INPUTS)}")
+    return [name for name in INPUTS if name in value]
 
 
 def combination_name(inputs: Sequence[str]) -> str:

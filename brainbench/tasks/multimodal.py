@@ -25,7 +25,7 @@ from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_splits
 from brainbench.data.synth.phenotypes import COLUMNS, DOMAINS
 from brainbench.errors import ConfigError, DataError
-from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
+from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, canonical_inputs, combination_name
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.runs import Experiment, run_seeds, select_subjects, warm
 from brainbench.tasks.supervised import evaluate
@@ -53,10 +53,7 @@ class MultimodalOptions(StrictModel):
     @field_validator("inputs")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if v not in INPUTS]
-        if bad:
-            raise ValueError(f"unknown inputs {bad}; valid: {', '.join(INPUTS)}")
-        return [name for name in INPUTS if name in value]
+        return canonical_inputs(value)
 
     @field_validator("domains")
     @classmethod
