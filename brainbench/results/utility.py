@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 
 from brainbench.errors import ResultsError
 from brainbench.results.record import atomic_write_text
@@ -48,6 +47,8 @@ def read_grid(results_dir: Path | str) -> pd.DataFrame:
 
 def fit_domain(runs: pd.DataFrame, domain: str) -> pd.DataFrame:
     """The coefficient table of one domain's runs (inputs that never vary are left out)."""
+    import statsmodels.formula.api as smf  # ~1 s to import: only `report --utility` needs it
+
     runs = runs[np.isfinite(runs["skill"])]
     flags = [c for c in runs.columns if c.startswith("uses_") and runs[c].nunique() > 1]
     if runs.empty or not flags:
