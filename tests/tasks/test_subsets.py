@@ -116,3 +116,20 @@ def test_bad_subset_flags_exit_2(flags: list[str], needle: str, capsys, tmp_path
     assert main(["mri", "age", "-m", "chance", "--debug", f"output_dir={tmp_path}", *flags]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_a_training_subset_holding_one_class_is_a_clear_error() -> None:
+    import numpy as np
+
+    from brainbench.errors import DataError
+    from brainbench.tasks.supervised import check_classes
+
+    class OneClass:
+        targets = np.ones(3, dtype=np.float32)
+
+        def __len__(self) -> int:
+            return 3
+
+    config = resolve_config("mri/sex", "chance", debug=True, overrides=["label_fraction=0.05"])
+    with pytest.raises(DataError, match="3 training subjects.*one class.*raise label_fraction"):
+        check_classes(OneClass(), config.config)
