@@ -17,6 +17,7 @@ from brainbench.errors import ConfigError
 from brainbench.models.mae import register_backbone
 from brainbench.models.mae3d_cnn import MAE3D, MAE3DConfig
 from brainbench.training.masking import MaskedOutput, check_patch, masked_mse, patch_mask
+from brainbench.training.randomness import Generators, batch_rand
 
 
 class MAE2DConfig(MAE3DConfig):
@@ -81,12 +82,12 @@ class MAE2D(nn.Module):
         return self.encoder.encode(x)
 
     def masked_loss(
-        self, view: Tensor, patch: int, ratio: float, generator: torch.Generator | None = None
+        self, view: Tensor, patch: int, ratio: float, generator: Generators = None
     ) -> MaskedOutput:
         """One random slice stack per volume of `view` (B, C, X, Y, Z), masked with patch^2."""
         check_patch(tuple(view.shape[2:4]), patch, self.mask_unit, "mae2d mask patch")
         b, c, z, half = len(view), view.shape[1], view.shape[-1], self.slices // 2
-        centres = torch.randint(half, z - half, (b,), generator=generator)
+        centres = half + (batch_rand(b, generator=generator) * (z - 2 * half)).long()
         stacks = slice_stacks(view, self.slices, centres)
         mask = patch_mask((b, 1, *view.shape[2:4]), patch, ratio, generator).to(view.device)
         masked = stacks.masked_fill(mask, 0.0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
@@ -30,6 +29,7 @@ from brainbench.models.mae import (  # noqa: F401  (re-exported: the U-Net and t
     weights_path,
 )
 from brainbench.training.masking import MaskedOutput, check_patch, masked_mse, patch_mask
+from brainbench.training.randomness import Generators
 
 STEM_STRIDE = 4
 
@@ -187,7 +187,7 @@ class MAE3D(nn.Module):
         return self.encoder.encode(x)
 
     def masked_loss(
-        self, view: Tensor, patch: int, ratio: float, generator: torch.Generator | None = None
+        self, view: Tensor, patch: int, ratio: float, generator: Generators = None
     ) -> MaskedOutput:
         """Zero `ratio` of the patch^3 patches of `view`, reconstruct, MSE on the masked voxels."""
         check_patch(tuple(view.shape[2:]), patch, self.mask_unit, "mae3d_cnn mask patch")

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from brainbench.config import StrictModel
 from brainbench.models.mae import register_backbone
 from brainbench.training.masking import MaskedOutput, check_patch, patch_mask
+from brainbench.training.randomness import Generators
 
 
 class MAE3DViTConfig(StrictModel):
@@ -155,7 +156,7 @@ class MAE3DViT(nn.Module):
         return latent, self.decoder_pred(self.decoder_norm(self.decoder_blocks(y)))
 
     def masked_loss(
-        self, view: Tensor, patch: int, ratio: float, generator: torch.Generator | None = None
+        self, view: Tensor, patch: int, ratio: float, generator: Generators = None
     ) -> MaskedOutput:
         """Hide `ratio` of the patch^3 patches, encode the rest, MSE on the hidden tokens.
 

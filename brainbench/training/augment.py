@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from brainbench.config import StrictModel
+from brainbench.training.randomness import Generators, batch_rand
 
 
 def shift_and_mirror(x: Tensor, max_shift: int = 2) -> Tensor:
@@ -48,13 +49,13 @@ class VolumeAugmentConfig(StrictModel):
         return self
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+def _uniform(shape: tuple[int, int], low: float, high: float, generator: Generators) -> Tensor:
+    return low + (high - low) * batch_rand(*shape, generator=generator, dtype=torch.float64)
 
 
-def random_flip(x: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+def random_flip(x: Tensor, p: float, generator: Generators = None) -> Tensor:
     """Flip each volume of (B, C, *grid) along each spatial axis with probability p."""
-    flips = (torch.rand(len(x), x.ndim - 2, generator=generator) < p).tolist()
+    flips = (batch_rand(len(x), x.ndim - 2, generator=generator) < p).tolist()
     out = x.clone()
     for i, axes in enumerate(flips):
         dims = [d + 1 for d, flip in enumerate(axes) if flip]
@@ -92,21 +93,19 @@ def affine_warp(x: Tensor, matrices: Tensor) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_affine(
-    x: Tensor, rotation: float, scale: float, generator: torch.Generator | None = None
-) -> Tensor:
+def random_affine(x: Tensor, rotation: float, scale: float, generator: Generators = None) -> Tensor:
     """Rotate each volume by up to `rotation` degrees per axis and zoom it by 1 +/- `scale`."""
     n = len(x)
-    angles = torch.deg2rad(_uniform(3 * n, -rotation, rotation, generator).view(n, 3))
-    zoom = _uniform(3 * n, 1 - scale, 1 + scale, generator).view(n, 3)
+    angles = torch.deg2rad(_uniform((n, 3), -rotation, rotation, generator))
+    zoom = _uniform((n, 3), 1 - scale, 1 + scale, generator)
     return affine_warp(x, rotation_matrices(angles) @ torch.diag_embed(1 / zoom))
 
 
 def random_upper_percentile(
-    x: Tensor, low: float, high: float, generator: torch.Generator | None = None
+    x: Tensor, low: float, high: float, generator: Generators = None
 ) -> Tensor:
     """Divide each volume/channel by a foreground (> 0) percentile drawn in [low, high], clip."""
-    q = _uniform(x.shape[0] * x.shape[1], low, high, generator).view(x.shape[:2]) / 100
+    q = _uniform(tuple(x.shape[:2]), low, high, generator) / 100
     out = torch.empty_like(x)
     for i in range(x.shape[0]):
         for c in range(x.shape[1]):
@@ -116,9 +115,7 @@ def random_upper_percentile(
     return out
 
 
-def augment_volumes(
-    x: Tensor, cfg: VolumeAugmentConfig, generator: torch.Generator | None = None
-) -> Tensor:
+def augment_volumes(x: Tensor, cfg: VolumeAugmentConfig, generator: Generators = None) -> Tensor:
     """Flips, a small affine and a randomised upper-percentile renormalisation, in that order."""
     x = random_flip(x, cfg.flip, generator)
     if cfg.rotation or cfg.scale:

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,52 +170,105 @@ class TorchEstimator:
         )
 
 
-class ShardedBatchSampler(Sampler[list[int]]):
-    """Global batches of a seeded per-epoch shuffle, each cut into one slice per rank and step.
+class ShardedBatchSampler(Sampler[list]):
+    """Global batches of a seeded per-epoch order, each cut into one slice per rank and step.
 
+    The order is a shuffle, or `n` draws with replacement by `weights` (e.g. site-balanced).
     Rank r's j-th micro-batch of global batch k is the slice (j * world + r) of batch k, so the
     union over ranks and accumulation steps is the batch a single process would draw: the same
     seed gives the same training whatever the number of processes. An incomplete last global
-    batch is dropped (when there is more than one batch).
+    batch is dropped (when there is more than one batch). `keyed` yields (index, key) pairs, key
+    = the draw's position over all epochs, to seed that sample's own randomness
+    (training.randomness).
     """
 
-    def __init__(self, n: int, batch: int, world: int, rank: int, steps: int, seed: int) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch: int,
+        world: int,
+        rank: int,
+        steps: int,
+        seed: int,
+        weights: Sequence[float] | None = None,
+        *,
+        keyed: bool = False,
+    ) -> None:
         self.n, self.batch, self.world, self.rank = n, batch, world, rank
         self.steps, self.seed, self.epoch = steps, seed, 0
-        self.micro = batch // (world * steps)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.keyed = keyed
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> int:
+    def batches(self) -> int:
+        """Global batches (optimizer steps) per epoch."""
         full = self.n // self.batch
         return full if full else 1
 
     def __len__(self) -> int:
-        return self._batches() * self.steps
+        return self.batches() * self.steps
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=generator).tolist()
-        for k in range(self._batches()):
-            batch = order[k * self.batch : (k + 1) * self.batch]
-            micro = max(1, len(batch) // (self.world * self.steps))
+        if self.weights is None:
+            return torch.randperm(self.n, generator=generator).tolist()
+        return torch.multinomial(self.weights, self.n, True, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[list]:
+        order = self._order()
+        for k in range(self.batches()):
+            first = k * self.batch
+            positions = range(first, min(first + self.batch, self.n))
+            micro = max(1, len(positions) // (self.world * self.steps))
             for j in range(self.steps):
                 start = (j * self.world + self.rank) * micro
-                yield batch[start : start + micro]
+                mine = positions[start : start + micro]
+                key = self.epoch * self.n
+                yield [(order[p], key + p) if self.keyed else order[p] for p in mine]
+
+
+class KeyedDataset(Dataset):
+    """dataset[(index, key)] -> (*dataset[index], key): a sample with its draw key."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple:
+        index, key = item
+        return (*self.dataset[index], key)
 
 
 class ShardedData(L.LightningDataModule):
     """Training batches sharded per rank (ShardedBatchSampler); every rank validates on all of val.
 
     `batch_size` is the effective batch of one optimizer step: devices x nodes x accumulation
-    steps x the per-device batch, which must divide it.
+    steps x the per-device batch, which must divide it. With `weights` the training order is
+    drawn with replacement by them; `keyed` batches end with each sample's draw key.
     """
 
-    def __init__(self, train: Dataset, val: Dataset, cfg: TrainerConfig, seed: int) -> None:
+    def __init__(
+        self,
+        train: Dataset,
+        val: Dataset,
+        cfg: TrainerConfig,
+        seed: int,
+        weights: Sequence[float] | None = None,
+        *,
+        keyed: bool = False,
+    ) -> None:
         super().__init__()
         self.train, self.val, self.cfg, self.seed = train, val, cfg, seed
+        self.weights, self.keyed = weights, keyed
         self.per_device = cfg.batch_size
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch (independent of the number of processes)."""
+        return ShardedBatchSampler(len(self.train), self.cfg.batch_size, 1, 0, 1, 0).batches()
 
     def train_dataloader(self) -> DataLoader:
         cfg, world, rank = self.cfg, self.trainer.world_size, self.trainer.global_rank
@@ -227,9 +280,17 @@ class ShardedData(L.LightningDataModule):
             )
         self.per_device = cfg.batch_size // shares
         sampler = ShardedBatchSampler(
-            len(self.train), cfg.batch_size, world, rank, cfg.accumulate_grad_batches, self.seed
+            len(self.train),
+            cfg.batch_size,
+            world,
+            rank,
+            cfg.accumulate_grad_batches,
+            self.seed,
+            self.weights,
+            keyed=self.keyed,
         )
-        return DataLoader(self.train, batch_sampler=sampler, **self._workers())
+        train = KeyedDataset(self.train) if self.keyed else self.train
+        return DataLoader(train, batch_sampler=sampler, **self._workers())
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.per_device, **self._workers())

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from brainbench.errors import ConfigError
+from brainbench.training.randomness import Generators, batch_rand
 
 
 @dataclass
@@ -38,7 +39,7 @@ def check_patch(grid: tuple[int, ...], patch: int, unit: int, what: str) -> None
 
 
 def patch_mask(
-    shape: tuple[int, ...], patch: int, ratio: float, generator: torch.Generator | None = None
+    shape: tuple[int, ...], patch: int, ratio: float, generator: Generators = None
 ) -> Tensor:
     """A boolean (B, 1, *grid) mask of round(ratio * patches) random square/cubic patches.
 
@@ -50,7 +51,7 @@ def patch_mask(
     cells = [s // patch for s in grid]
     n = int(torch.tensor(cells).prod())
     k = min(n, max(1, round(ratio * n)))
-    order = torch.rand(batch, n, generator=generator).argsort(dim=1)[:, :k]
+    order = batch_rand(batch, n, generator=generator).argsort(dim=1)[:, :k]
     mask = torch.zeros(batch, n, dtype=torch.bool).scatter_(1, order, True)
     mask = mask.view(batch, 1, *cells)
     for dim in range(2, 2 + len(grid)):
@@ -69,7 +70,7 @@ def default_crop(shape: tuple[int, ...], patch: int) -> int:
 
 
 def two_views(
-    x: Tensor, crop: int, generator: torch.Generator | None = None, *, centre: bool = False
+    x: Tensor, crop: int, generator: Generators = None, *, centre: bool = False
 ) -> tuple[Tensor, Tensor]:
     """(local, whole): a random crop^3 of each volume and the whole volume resized to crop^3.
 
@@ -78,13 +79,13 @@ def two_views(
     grid = x.shape[2:]
     if min(grid) < crop:
         raise ConfigError(f"crop_size {crop} exceeds the volume grid {tuple(grid)}.")
+    room = torch.tensor([s - crop + 1 for s in grid])
+    if centre:
+        starts = ((room - 1) // 2).expand(len(x), 3)
+    else:
+        starts = (batch_rand(len(x), 3, generator=generator) * room).long()
     local = []
-    for volume in x:
-        if centre:
-            start = [(s - crop) // 2 for s in grid]
-        else:
-            start = [int(torch.randint(s - crop + 1, (), generator=generator)) for s in grid]
-        sx, sy, sz = start
+    for volume, (sx, sy, sz) in zip(x, starts.tolist(), strict=True):
         local.append(volume[:, sx : sx + crop, sy : sy + crop, sz : sz + crop])
     whole = F.interpolate(x, size=(crop,) * 3, mode="trilinear", align_corners=False)
     return torch.stack(local), whole

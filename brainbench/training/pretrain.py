@@ -6,10 +6,11 @@ subjects are never read. Batches draw sites uniformly (weights 1/count(site)). E
 volume is augmented (random flips, rotation/zoom, a randomised upper-percentile renormalisation)
 and gives two views (training.masking): a random local crop masked with `local_patch` patches
 and the whole volume resized to the same grid masked with `global_patch` patches; the loss is
-the mean of the two masked-voxel MSEs. Lightning checkpoints every `checkpoint_every` steps and a
-re-run resumes from the last one. The result is model.safetensors + config.json, metrics.json
-(masked-voxel MSE and PSNR of both views on the val subjects, overall and per lifespan stage)
-and reconstructions.png.
+the mean of the two masked-voxel MSEs. Draws are sharded per rank and each sample's randomness
+is keyed to its draw, so 1 and N processes (DDP) train the same network from the same seed.
+Lightning checkpoints every `checkpoint_every` steps and a re-run resumes from the last one.
+The result is model.safetensors + config.json, metrics.json (masked-voxel MSE and PSNR of both
+views on the val subjects, overall and per lifespan stage) and reconstructions.png.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from matplotlib.figure import Figure
 from pydantic import Field, create_model
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from brainbench.config import (
     DataConfig,
@@ -54,8 +54,9 @@ from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.stages import STAGE_NAMES
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
-from brainbench.training.fit import make_trainer, quiet_lightning
+from brainbench.training.fit import ShardedData, make_trainer, quiet_lightning
 from brainbench.training.masking import MaskedOutput, default_crop, two_views
+from brainbench.training.randomness import Generators, sample_generators
 
 EVAL_SEED = 1234  # masks and slices of the held-out evaluation: the same for every run
 
@@ -135,7 +136,7 @@ def view_losses(
     net: nn.Module,
     x: Tensor,
     config: PretrainConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     *,
     centre: bool = False,
 ) -> tuple[MaskedOutput, MaskedOutput]:
@@ -156,13 +157,16 @@ class MAEModule(L.LightningModule):
         self.cfg = cfg
         self.n_steps = n_steps
 
-    def _loss(self, x: Tensor, *, centre: bool) -> Tensor:
-        local, whole = view_losses(self.net, x, self.cfg, centre=centre)
+    def _loss(self, x: Tensor, generator: Generators = None, *, centre: bool) -> Tensor:
+        local, whole = view_losses(self.net, x, self.cfg, generator, centre=centre)
         return (local.loss + whole.loss) / 2
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._loss(augment_volumes(batch[0], self.cfg.augment), centre=False)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch[0]), sync_dist=True)
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, _, keys = batch
+        generators = sample_generators(self.cfg.seed, keys.tolist())
+        x = augment_volumes(x, self.cfg.augment, generators)
+        loss = self._loss(x, generators, centre=False)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -203,16 +207,15 @@ def _datasets(config: PretrainConfig, log: Callable[[str], Any]) -> dict[str, Vo
     return out
 
 
-def site_balanced_sampler(dataset: VolumeDataset, seed: int) -> WeightedRandomSampler:
-    """Draws sites uniformly: each record weighs 1 / (records of its site)."""
+def site_weights(dataset: VolumeDataset) -> list[float]:
+    """Sampling weights that draw sites uniformly: 1 / (records of the record's site)."""
     counts = Counter(r.site for r in dataset.records)
-    weights = [1.0 / counts[r.site] for r in dataset.records]
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+    return [1.0 / counts[r.site] for r in dataset.records]
 
 
 def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
     """Pretrain (or resume) and write the pretrained folder; returns its path."""
+    L.seed_everything(config.seed, workers=True, verbose=False)  # the same initial weights
     net = BACKBONES[config.name].network(config.model)
     config = resolve_crop(config, net)
     if config.model.in_channels != len(config.modalities):
@@ -222,18 +225,11 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
         )
     out = pretrained_dir(config)
     data = _datasets(config, log)
-    L.seed_everything(config.seed, workers=True, verbose=False)
     t = config.trainer
-    loader = DataLoader(
-        data["train"],
-        batch_size=t.batch_size,
-        sampler=site_balanced_sampler(data["train"], config.seed),
-        num_workers=t.num_workers,
-        persistent_workers=t.num_workers > 0,
-        drop_last=len(data["train"]) > t.batch_size,
+    batches = ShardedData(
+        data["train"], data["val"], t, config.seed, site_weights(data["train"]), keyed=True
     )
-    val_loader = DataLoader(data["val"], batch_size=t.batch_size, num_workers=t.num_workers)
-    n_steps = config.max_steps or t.max_epochs * len(loader)
+    n_steps = config.max_steps or t.max_epochs * batches.steps_per_epoch()
     module = MAEModule(config, net, n_steps)
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -243,13 +239,15 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
     )
     last = out / "checkpoints" / "last.ckpt"
     with quiet_lightning():
-        trainer = make_trainer(t, out, [checkpoints], max_steps=config.max_steps or -1)
+        trainer = make_trainer(
+            t, out, [checkpoints], max_steps=config.max_steps or -1, use_distributed_sampler=False
+        )
         resume = last if last.is_file() else None
         if resume:
             log(f"pretrain {config.name}: resuming from {resume}")
         start, step0 = time.perf_counter(), _checkpoint_step(resume)
         try:
-            trainer.fit(module, loader, val_loader, ckpt_path=resume)
+            trainer.fit(module, datamodule=batches, ckpt_path=resume)
         except RuntimeError as exc:
             if resume is None or "loading state_dict" not in str(exc):
                 raise
@@ -261,6 +259,9 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
     if not trainer.is_global_zero:
         return out
     trained = trainer.global_step - step0
+    if not trained and (out / WEIGHTS).is_file():
+        log(f"pretrain {config.name}: already trained to step {step0}; kept {out}")
+        return out
     metrics = evaluate(module.net.cpu().eval(), data["val"], config)
     metrics |= {
         "model": config.name,
@@ -268,6 +269,8 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
         "steps": trainer.global_step,
         "n_train": len(data["train"]),
         "n_val": len(data["val"]),
+        "world_size": trainer.world_size,
+        "effective_batch_size": t.batch_size,
         "train_s": seconds,
         "volumes_per_s": trained * t.batch_size / seconds if trained else None,
         "peak_memory_mb": peak_memory_mb(),

@@ -17,7 +17,7 @@ from brainbench.training.pretrain import (
     PretrainConfig,
     build_pretrain_config,
     pretrain,
-    site_balanced_sampler,
+    site_weights,
 )
 
 TINY = {
@@ -70,21 +70,28 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     logs.clear()
     pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)
     assert any("resuming" in line for line in logs)
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["volumes_per_s"] > 0
+    assert metrics["effective_batch_size"] == 4 and metrics["world_size"] == 1
+
+    logs.clear()
+    pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)  # nothing left to do
+    assert any("already trained to step 6" in line for line in logs)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
 
     wider = MAE3DConfig(width=16, depth=1, groups=4)
     with pytest.raises(ConfigError, match="another model config"):
         pretrain(config.model_copy(update={"model": wider, "max_steps": 8}), log=logs.append)
 
 
-def test_site_balanced_sampler_weights(tmp_path) -> None:
+def test_site_weights_draw_sites_uniformly(tmp_path) -> None:
     config = _config(tmp_path)
     records, splits = dataset_splits(config.data, config.split, config.output_dir)
     train = [r for r in records if r.key in splits["train"]]
     dataset = VolumeDataset(train, ["T1w"], None, config.preprocess, cache=None)
-    weights = site_balanced_sampler(dataset, 0).weights
+    weights = site_weights(dataset)
     per_site: dict[str, float] = {}
-    for record, weight in zip(train, weights.tolist(), strict=True):
+    for record, weight in zip(train, weights, strict=True):
         per_site[record.site] = per_site.get(record.site, 0.0) + weight
     assert len(per_site) > 1
     assert all(total == pytest.approx(1.0) for total in per_site.values())
