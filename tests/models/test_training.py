@@ -45,6 +45,23 @@ def test_early_stopping_and_quiet_output(volumes, capfd, tmp_path) -> None:
     assert out == "" and err == "", (out, err)
 
 
+def test_bf16_mixed_precision_trains_on_cpu(volumes, tmp_path) -> None:
+    """trainer.precision reaches Lightning: bf16 autocast runs the forward pass on CPU too."""
+    seen: list[torch.dtype] = []
+
+    def build(meta: dict) -> TorchModel:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.LazyLinear(1))
+        net.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        return TorchModel(net, lambda out, y: nn.functional.mse_loss(out[:, 0].float(), y),
+                          lambda out: out[:, 0].float())  # fmt: skip
+
+    cfg = TrainerConfig(max_epochs=1, accelerator="cpu", precision="bf16-mixed", progress_bar=False)
+    estimator = TorchEstimator(lambda train: {}, build, cfg)
+    estimator.fit(volumes(8), volumes(4), seed=0, run_dir=tmp_path)
+    assert torch.bfloat16 in seen
+
+
 @pytest.mark.parametrize("bad", [{"strategy": "nonsense"}, {"precision": "17"}, {"devices": 0}])
 def test_bad_trainer_settings_are_config_errors(bad, volumes, tmp_path) -> None:
     model = TorchEstimator(
