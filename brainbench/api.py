@@ -24,11 +24,12 @@ from brainbench.errors import ConfigError
 from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plugins
 from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
+from brainbench.suites import ModelEntry, load_suite
 from brainbench.tasks import TaskSpec, all_tasks, get_task
 from brainbench.tasks.runs import SUBSET_KEYS, Experiment, config_digest, is_global_zero
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-QUICK_SUITE: tuple[str, ...] = ("mri/age",)
+PRETRAIN_SHARED = ("data", "preprocess", "split", "output_dir")  # keys a suite passes on
 
 Log = Callable[[str], None]
 
@@ -88,12 +89,53 @@ def plan(
     """
     experiments = []
     extra = [[f"label_fraction={f}"] for f in label_fractions] or [[]]
-    for task in tasks or QUICK_SUITE:
+    for task in tasks:
         spec = get_task(task)
         for model in models or spec.models:
             for more in extra:
                 overs = [*overrides, *more]
                 experiments.append(resolve_config(task, model, overrides=overs, **options))
+    return experiments
+
+
+def suite_plan(
+    name: str,
+    models: Sequence[str] | None = None,
+    *,
+    label_fractions: Sequence[float] = (),
+    dataset: str | None = None,
+    overrides: Sequence[str] = (),
+    debug: bool = False,
+    config_file: Path | None = None,
+    log: Log = print,
+) -> list[Experiment]:
+    """The experiments of suite `name`, after pretraining (or finding) the models it initialises.
+
+    Pretraining sees the data, preprocess, split and output_dir overrides of the run (and
+    --dataset, --debug); `models` and `label_fractions`, when given, replace the suite's lists.
+    """
+    suite = load_suite(name)
+    shared = [o for o in overrides if o.partition("=")[0].split(".")[0] in PRETRAIN_SHARED]
+    folders = {
+        model: pretrain(
+            model,
+            dataset=dataset,
+            overrides=[*([] if debug else extra), *shared],
+            debug=debug,
+            log=log,
+        )
+        for model, extra in suite.pretrain.items()
+    }
+    experiments = []
+    for task, entry in suite.tasks.items():
+        fractions = label_fractions or entry.label_fractions
+        chosen = [ModelEntry(model=m) for m in models or ()] or entry.entries()
+        for model in chosen:
+            init = [f"model.init={folders[model.init]}"] if model.init else []
+            experiments += plan(
+                [task], [model.model], label_fractions=fractions, dataset=dataset,
+                overrides=[*overrides, *init], debug=debug, config_file=config_file,
+            )  # fmt: skip
     return experiments
 
 
@@ -125,29 +167,33 @@ def run(
     config_file: Path | None = None,
     force: bool = False,
     label_fractions: Sequence[float] = (),
+    suite: str | None = None,
     slurm: SlurmOptions | None = None,
     log: Log = print,
 ) -> pd.DataFrame:
     """Run tasks x models x label fractions x seeds, write run records, then the leaderboard.
 
+    No `tasks` runs `suite` (default: quick, brain age), pretraining what it fine-tunes first.
     With `slurm`, the same call is submitted as one requeueable job; the submitit job is
     returned instead of the leaderboard.
     """
+    if tasks and suite:
+        raise ConfigError(f"give tasks or --suite {suite}, not both.")
+    options = {"dataset": dataset, "debug": debug, "config_file": config_file}
     if slurm is not None:
         overrides = [*overrides, *cluster_overrides(slurm)]
-        options = {"dataset": dataset, "debug": debug, "config_file": config_file}
-        options |= {"force": force, "label_fractions": label_fractions}
+        options |= {"force": force, "label_fractions": label_fractions, "suite": suite}
         call = partial(run, tasks, models, overrides=overrides, **options)
         return submit_job(call, slurm, name="brainbench-run", log=log)
-    experiments = plan(
-        tasks,
-        models,
-        label_fractions=label_fractions,
-        dataset=dataset,
-        overrides=overrides,
-        debug=debug,
-        config_file=config_file,
-    )
+    if tasks:
+        experiments = plan(
+            tasks, models, label_fractions=label_fractions, overrides=overrides, **options
+        )
+    else:
+        experiments = suite_plan(
+            suite or "quick", models, label_fractions=label_fractions, overrides=overrides,
+            log=log, **options,
+        )  # fmt: skip
     for out in {exp.config.output_dir for exp in experiments}:
         check_writable(out)
     if not force:

@@ -98,6 +98,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from brainbench.suites import suite_names
     from brainbench.tasks import all_tasks
 
     parser = argparse.ArgumentParser(
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_options(run)
+    run.add_argument(
+        "--suite",
+        metavar="NAME",
+        help=f"run a suite when no task is given: {', '.join(suite_names())} (default: quick), "
+        "or a suite YAML file",
+    )
 
     by_modality: dict[str, list[str]] = {}
     for name in all_tasks():
@@ -246,6 +253,7 @@ def _run(args: argparse.Namespace) -> None:
         config_file=args.config,
         force=args.force,
         label_fractions=fractions,
+        suite=getattr(args, "suite", None),
         slurm=_slurm(args),
     )
 

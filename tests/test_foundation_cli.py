@@ -54,3 +54,62 @@ def test_pretrain_and_finetune_mistakes_exit_2(args, expected, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+SUITE = """
+pretrain:
+  mae3d_cnn: [max_steps=1000]     # ignored under --debug (30 steps)
+tasks:
+  mri/age:
+    models: [ridge, mae3d_cnn, {model: mae3d_cnn, init: mae3d_cnn},
+             {model: mae3d_probe, init: mae3d_cnn}]
+    label_fractions: [0.5, 1.0]
+"""
+
+
+def test_suite_pretrains_then_runs_pretrained_scratch_and_baselines(tmp_path: Path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE)
+    out = tmp_path / "results"
+    args = ["run", "--suite", str(suite), "--debug", f"output_dir={out}", "trainer.max_epochs=1"]
+    assert main(args) == 0
+    pretrained = json.loads(next(out.glob("pretrained/mae3d_cnn-*/metrics.json")).read_text())
+    assert pretrained["steps"] == 30
+    board = pd.read_csv(out / "leaderboard.csv")
+    rows = set(zip(board["model"], board["protocol"], board["label_fraction"], strict=True))
+    for fraction in (0.5, 1.0):
+        assert {
+            ("ridge", "baseline", fraction),
+            ("mae3d_cnn", "scratch", fraction),
+            ("mae3d_cnn", "finetune", fraction),
+            ("mae3d_probe", "linear_probe", fraction),
+        } <= rows
+    assert list(out.glob("label_efficiency_mri-age_*.png"))
+
+
+@pytest.mark.parametrize(
+    "args, text, expected",
+    [
+        (["run", "--suite", "mrii"], None, "unknown suite 'mrii'. Did you mean 'mri'?"),
+        (["run", "mri/age", "--suite", "mri"], None, "give tasks or --suite mri, not both"),
+        (
+            ["run", "--suite", "SUITE"],
+            "tasks:\n  mri/age:\n    models: [{model: sfcn, init: mae3d_cnn}]\n",
+            "tasks.mri/age: init 'mae3d_cnn' is not in the pretrain section",
+        ),
+        (
+            ["run", "--suite", "SUITE"],
+            "tasks:\n  mri/age:\n    modles: [sfcn]\n",
+            "tasks.mri/age.modles: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_suite_mistakes_exit_2(args, text, expected, tmp_path, capsys):
+    if text is not None:
+        suite = tmp_path / "bad.yaml"
+        suite.write_text(text)
+        args = [str(suite) if a == "SUITE" else a for a in args]
+    assert main([*args, "--debug", f"output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,69 @@
+"""Benchmark suites: which tasks, models and label fractions `brainbench run --suite NAME` runs.
+
+A suite is a YAML file under configs/suites/: an optional `pretrain` mapping (foundation model ->
+its pretraining overrides) and `tasks` (task -> models and label fractions). A model entry is a
+name, or `{model: NAME, init: PRETRAINED}` to initialise it from one of the suite's pretrained
+models (finetune or probe); the suite pretrains those first on the same data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, model_validator
+
+from brainbench.config import StrictModel, load_yaml
+from brainbench.errors import ConfigError, unknown
+
+SUITE_DIR = Path(__file__).parent / "configs" / "suites"
+
+
+class ModelEntry(StrictModel):
+    """A model of a suite task; `init` names a model of the suite's `pretrain` section."""
+
+    model: str
+    init: str | None = None
+
+
+class SuiteTask(StrictModel):
+    models: list[str | ModelEntry] = Field(min_length=1)
+    label_fractions: list[float] = Field([], description="none: all the training labels")
+
+    def entries(self) -> list[ModelEntry]:
+        return [ModelEntry(model=m) if isinstance(m, str) else m for m in self.models]
+
+
+class Suite(StrictModel):
+    pretrain: dict[str, list[str]] = {}
+    tasks: dict[str, SuiteTask] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_inits(self) -> Suite:
+        for task, entry in self.tasks.items():
+            for model in entry.entries():
+                if model.init is not None and model.init not in self.pretrain:
+                    raise ValueError(
+                        f"tasks.{task}: init '{model.init}' is not in the pretrain section "
+                        f"({', '.join(self.pretrain) or 'empty'})"
+                    )
+        return self
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def load_suite(name: str) -> Suite:
+    """The suite `name` (a built-in name or a YAML path); errors name the file and the key."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        if name not in suite_names():
+            raise unknown("suite", name, suite_names())
+        path = SUITE_DIR / f"{name}.yaml"
+    try:
+        return Suite.model_validate(load_yaml(path))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"suite file {path}: {problems}.") from None
