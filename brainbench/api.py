@@ -29,7 +29,13 @@ from brainbench.tasks import TaskSpec, all_tasks, get_task
 from brainbench.tasks.runs import SUBSET_KEYS, Experiment, config_digest, is_global_zero
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-PRETRAIN_SHARED = ("data", "preprocess", "split", "output_dir")  # keys a suite passes on
+# the overrides of a run that its suite's pretraining also takes: the data and the hardware
+PRETRAIN_PREFIXES = tuple(
+    f"{key}."
+    for key in ("data", "preprocess", "split", "output_dir", "trainer.accelerator",
+                "trainer.devices", "trainer.strategy", "trainer.num_nodes", "trainer.precision",
+                "trainer.progress_bar")
+)  # fmt: skip
 
 Log = Callable[[str], None]
 
@@ -111,11 +117,12 @@ def suite_plan(
 ) -> list[Experiment]:
     """The experiments of suite `name`, after pretraining (or finding) the models it initialises.
 
-    Pretraining sees the data, preprocess, split and output_dir overrides of the run (and
-    --dataset, --debug); `models` and `label_fractions`, when given, replace the suite's lists.
+    Pretraining sees the run's data, preprocess, split, output_dir and trainer hardware
+    overrides (and --dataset, --debug); `models` and `label_fractions`, when given, replace the
+    suite's lists.
     """
     suite = load_suite(name)
-    shared = [o for o in overrides if o.partition("=")[0].split(".")[0] in PRETRAIN_SHARED]
+    shared = [o for o in overrides if f"{o.split('=')[0]}.".startswith(PRETRAIN_PREFIXES)]
     folders = {
         model: pretrain(
             model,
