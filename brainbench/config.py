@@ -83,6 +83,12 @@ class TrainerConfig(StrictModel):
         "cosine", description="learning rate: constant, or cosine-annealed over max_epochs"
     )
     patience: int = Field(8, ge=1, description="early-stopping patience in epochs")
+    epoch_passes: float | None = Field(
+        None,
+        gt=0,
+        description="passes over the training set per epoch; None: 1, or 1/label_fraction in "
+        "label-fraction runs (the full training set's number of steps)",
+    )
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from brainbench.config import ExperimentConfig, config_to_dict
+from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict
 from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.data.subsets import in_stages, label_subset
@@ -99,6 +99,19 @@ def select_subjects(
     return chosen
 
 
+def label_budget(config: ExperimentConfig) -> TrainerConfig:
+    """The trainer of a run: a label-fraction run keeps the full training set's budget.
+
+    Unless trainer.epoch_passes is set, an epoch of a run on label_fraction f of the training
+    subjects passes 1/f times over them, so every fraction gets about the same number of
+    optimisation steps and validations as the full set.
+    """
+    trainer = config.trainer
+    if trainer.epoch_passes is not None:
+        return trainer
+    return trainer.model_copy(update={"epoch_passes": 1.0 / min(config.label_fraction, 1.0)})
+
+
 def subset_tag(config: ExperimentConfig) -> str:
     """The run-folder suffix of a label fraction or stage restriction ('' for none)."""
     tag = "" if config.label_fraction == 1.0 else f"_labels{config.label_fraction:g}"
@@ -130,6 +143,10 @@ def config_digest(config: ExperimentConfig) -> str:
         if payload[key] == ExperimentConfig.model_fields[key].default:
             payload.pop(key)
     payload["trainer"].pop("progress_bar")
+    passes = label_budget(config).epoch_passes  # the budget a run trains with
+    payload["trainer"].pop("epoch_passes")
+    if passes != 1.0:  # full-data digests of older records stay valid
+        payload["trainer"]["epoch_passes"] = passes
     return hashlib.sha256(repr(sorted(_flatten(payload).items())).encode()).hexdigest()[:16]
 
 
@@ -168,7 +185,7 @@ def run_seeds(
             continue
         log(f"  {config.model_name} seed {seed}: fitting")
         start = time.perf_counter()
-        estimator = entry.build(experiment.params, task=spec, trainer=config.trainer)
+        estimator = entry.build(experiment.params, task=spec, trainer=label_budget(config))
         work_root = config.output_dir / ".work"
         work_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=work_root) as work:

@@ -26,6 +26,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -128,7 +129,8 @@ class TorchEstimator:
         outputs = []
         with torch.inference_mode():
             for x, _ in self._loader(data):
-                outputs.append(model.predict(infer(net, x.to(device))).float().cpu())
+                x = move_data_to_device(x, device)  # a tensor or a dict of tensors
+                outputs.append(model.predict(infer(net, x)).float().cpu())
         net.cpu()
         return torch.cat(outputs).numpy()
 
@@ -173,7 +175,8 @@ class TorchEstimator:
 class ShardedBatchSampler(Sampler[list]):
     """Global batches of a seeded per-epoch order, each cut into one slice per rank and step.
 
-    The order is a shuffle, or `n` draws with replacement by `weights` (e.g. site-balanced).
+    An epoch draws `draws` samples (default n): shuffles of the n samples one after another, or
+    draws with replacement by `weights` (e.g. site-balanced).
     Rank r's j-th micro-batch of global batch k is the slice (j * world + r) of batch k, so the
     union over ranks and accumulation steps is the batch a single process would draw: the same
     seed gives the same training whatever the number of processes. An incomplete last global
@@ -193,18 +196,19 @@ class ShardedBatchSampler(Sampler[list]):
         weights: Sequence[float] | None = None,
         *,
         keyed: bool = False,
+        draws: int | None = None,
     ) -> None:
         self.n, self.batch, self.world, self.rank = n, batch, world, rank
         self.steps, self.seed, self.epoch = steps, seed, 0
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-        self.keyed = keyed
+        self.keyed, self.draws = keyed, draws or n
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self) -> int:
         """Global batches (optimizer steps) per epoch."""
-        full = self.n // self.batch
+        full = self.draws // self.batch
         return full if full else 1
 
     def __len__(self) -> int:
@@ -212,20 +216,22 @@ class ShardedBatchSampler(Sampler[list]):
 
     def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        if self.weights is None:
-            return torch.randperm(self.n, generator=generator).tolist()
-        return torch.multinomial(self.weights, self.n, True, generator=generator).tolist()
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.draws, True, generator=generator).tolist()
+        shuffles = -(-self.draws // self.n)
+        order = torch.cat([torch.randperm(self.n, generator=generator) for _ in range(shuffles)])
+        return order[: self.draws].tolist()
 
     def __iter__(self) -> Iterator[list]:
         order = self._order()
         for k in range(self.batches()):
             first = k * self.batch
-            positions = range(first, min(first + self.batch, self.n))
+            positions = range(first, min(first + self.batch, self.draws))
             micro = max(1, len(positions) // (self.world * self.steps))
             for j in range(self.steps):
                 start = (j * self.world + self.rank) * micro
                 mine = positions[start : start + micro]
-                key = self.epoch * self.n
+                key = self.epoch * self.draws
                 yield [(order[p], key + p) if self.keyed else order[p] for p in mine]
 
 
@@ -268,7 +274,12 @@ class ShardedData(L.LightningDataModule):
 
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch (independent of the number of processes)."""
-        return ShardedBatchSampler(len(self.train), self.cfg.batch_size, 1, 0, 1, 0).batches()
+        n, batch = len(self.train), self.cfg.batch_size
+        return ShardedBatchSampler(n, batch, 1, 0, 1, 0, draws=self._draws()).batches()
+
+    def _draws(self) -> int:
+        """Samples per epoch: trainer.epoch_passes (default 1) times the training set."""
+        return max(1, round(len(self.train) * (self.cfg.epoch_passes or 1.0)))
 
     def train_dataloader(self) -> DataLoader:
         cfg, world, rank = self.cfg, self.trainer.world_size, self.trainer.global_rank
@@ -288,6 +299,7 @@ class ShardedData(L.LightningDataModule):
             self.seed,
             self.weights,
             keyed=self.keyed,
+            draws=self._draws(),
         )
         train = KeyedDataset(self.train) if self.keyed else self.train
         return DataLoader(train, batch_sampler=sampler, **self._workers())

@@ -13,7 +13,8 @@ from brainbench.api import resolve_config
 from brainbench.cli import main
 from brainbench.data.records import SubjectRecord
 from brainbench.data.subsets import label_subset, nested_order
-from brainbench.tasks.runs import config_digest
+from brainbench.tasks.runs import config_digest, label_budget
+from brainbench.training.fit import ShardedBatchSampler
 
 AGES = [-0.2, 0.02, 1.0, 8.0, 15.0, 30.0, 50.0, 80.0]  # one age per lifespan stage
 
@@ -41,6 +42,21 @@ def test_default_subset_keeps_the_config_digest() -> None:
     plain = resolve_config("mri/age", "chance", debug=True).config
     assert config_digest(plain) == config_digest(plain.model_copy(update={"label_fraction": 1.0}))
     assert config_digest(plain) != config_digest(plain.model_copy(update={"label_fraction": 0.5}))
+
+
+def test_label_fraction_runs_keep_the_full_sets_number_of_steps() -> None:
+    plain = resolve_config("mri/age", "sfcn", debug=True).config
+    tenth = plain.model_copy(update={"label_fraction": 0.1})
+    assert label_budget(plain).epoch_passes == 1.0
+    assert label_budget(tenth).epoch_passes == pytest.approx(10.0)
+    own = tenth.model_copy(update={"trainer": plain.trainer.model_copy(update={"epoch_passes": 2})})
+    assert label_budget(own).epoch_passes == 2  # an explicit budget is kept
+    assert config_digest(own) != config_digest(tenth)
+    sampler = ShardedBatchSampler(20, 8, 1, 0, 1, 0, draws=200)  # 10% of 200 subjects
+    batches = list(sampler)
+    assert len(batches) == 25 and Counter(i for b in batches for i in b) == Counter(
+        {i: 10 for i in range(20)}
+    )
 
 
 @pytest.fixture(scope="module")
