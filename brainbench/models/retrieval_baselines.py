@@ -1,6 +1,7 @@
 """Baselines for retrieval tasks, served by the registered `chance` and `ridge` models.
 
-Samples are (n_trs, features) windows; targets are image embeddings. Both estimators predict
+Samples are {"bold": (n_trs, features) window, "subject": index}; targets are image embeddings.
+`ridge` pools the subjects (one decoder for all, as the registered baseline); both predict
 an embedding per sample, saved as safetensors like every other model.
 """
 
@@ -19,7 +20,7 @@ from brainbench.models.base import load_weights, save_weights
 def window_means(data: Any) -> np.ndarray:
     """(N, features): each sample's volumes averaged over its window."""
     return np.stack(
-        [np.asarray(data[i][0], dtype=np.float64).mean(axis=0) for i in range(len(data))]
+        [np.asarray(data[i][0]["bold"], dtype=np.float64).mean(axis=0) for i in range(len(data))]
     )
 
 

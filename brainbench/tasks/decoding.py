@@ -64,16 +64,28 @@ class DecodingOptions(StrictModel):
 
 
 class DecodingSamples(Dataset):
-    """(x: (n_trs, features) float32, y: embedding) per stimulus onset, with `meta` rows."""
+    """({"bold": (n_trs, features) float32, "subject": index}, embedding) per stimulus onset.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, meta: pd.DataFrame) -> None:
+    `subject` indexes `subjects`, the sorted subjects of the whole dataset (one list shared by
+    its train, val and test samples); `meta` holds one row per sample.
+    """
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, meta: pd.DataFrame, subjects: list[str]
+    ) -> None:
         self.x, self.y, self.meta = x, y.astype(np.float32), meta.reset_index(drop=True)
+        self.subjects = subjects
+        code = {s: i for i, s in enumerate(subjects)}
+        self.subject_index = self.meta["subject"].map(code).to_numpy(dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.x[i].astype(np.float32)), torch.from_numpy(self.y[i])
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        bold = torch.from_numpy(self.x[i].astype(np.float32))
+        return {"bold": bold, "subject": torch.tensor(self.subject_index[i])}, torch.from_numpy(
+            self.y[i]
+        )
 
     @property
     def targets(self) -> np.ndarray:
@@ -200,7 +212,8 @@ def prepare(config: ExperimentConfig, log) -> Prepared:
             f"{data.root}: a split has no sample ({counts}); decoding needs images shown once "
             "(training) and repeated images (test), or a stimuli.tsv naming the test images."
         )
-    datasets = {k: DecodingSamples(x[m], y[m], meta[m]) for k, m in parts.items()}
+    subjects = sorted(meta["subject"].unique())
+    datasets = {k: DecodingSamples(x[m], y[m], meta[m], subjects) for k, m in parts.items()}
     candidates = sorted(meta.loc[test, "stim_id"].unique())
     sizes = ", ".join(f"{k} {len(d)}" for k, d in datasets.items())
     log(

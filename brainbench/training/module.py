@@ -53,7 +53,7 @@ class TrainingModule(L.LightningModule):
             on_step=False,
             on_epoch=True,
             prog_bar=True,
-            batch_size=len(x),
+            batch_size=len(y),  # inputs may be a dict of tensors
             sync_dist=True,
         )
         return loss
