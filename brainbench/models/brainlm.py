@@ -8,7 +8,8 @@ blocks on torch's scaled_dot_product_attention). A lighter decoder adds mask tok
 hidden positions and predicts every patch; the loss is the MSE on the masked patches.
 
 Embeddings: `encode` (CLS, or mean of the tokens) and `parcel_embeddings` (mean over each
-parcel's time patches), always from the whole, unmasked window.
+parcel's time patches), always from the whole, unmasked window; `parcel_attention` is the
+last encoder block's attention between parcels (zero-shot functional networks).
 """
 
 from __future__ import annotations
@@ -162,14 +163,18 @@ class BrainLM(nn.Module):
         time = time_encoding(n_patches, width, self.coords.device)[None]
         return (xyz + time).flatten(0, 1)
 
-    def _encode_tokens(self, patches: Tensor, keep: Tensor | None) -> Tensor:
-        """Encoder output (B, 1 + visible, width); `keep` (B, visible) indexes visible tokens."""
+    def _embed(self, patches: Tensor, keep: Tensor | None) -> Tensor:
+        """Encoder input (B, 1 + visible, width); `keep` (B, visible) indexes visible tokens."""
         b, p, n, _ = patches.shape
         tokens = self.patch_embed(patches).flatten(1, 2)
         tokens = tokens + self._position(self.xyz_embed, n, self.cfg.width)
         if keep is not None:
             tokens = tokens.gather(1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
-        x = torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
+        return torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
+
+    def _encode_tokens(self, patches: Tensor, keep: Tensor | None) -> Tensor:
+        """Encoder output (B, 1 + visible, width); `keep` (B, visible) indexes visible tokens."""
+        x = self._embed(patches, keep)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
@@ -215,6 +220,20 @@ class BrainLM(nn.Module):
         """(B, parcels, width): each parcel's tokens averaged over its time patches."""
         out = self.tokens(x)[:, 1:]
         return out.view(x.shape[0], self.n_parcels, -1, out.shape[-1]).mean(dim=2)
+
+    def parcel_attention(self, x: Tensor) -> Tensor:
+        """(B, parcels, parcels): the last encoder block's attention over the whole window.
+
+        Heads are averaged, the CLS token is left out, and the weight a parcel's query patches
+        give a parcel's key patches is summed over the keys and averaged over the queries.
+        """
+        h = self._embed(self.patchify(x), None)
+        for block in self.blocks[:-1]:
+            h = block(h)
+        last = self.blocks[-1]
+        weights = last.attn.weights(last.norm1(h))[:, :, 1:, 1:].mean(dim=1)
+        p, n = self.n_parcels, x.shape[-1] // self.cfg.patch
+        return weights.view(x.shape[0], p, n, p, n).sum(dim=4).mean(dim=2)
 
 
 class Embedder(nn.Module):

@@ -5,8 +5,10 @@
   trained end to end on random windows (TorchEstimator, early stopping on val); `init` =
   a pretrained folder (protocol `finetune`), else random weights (`scratch`). A subject's
   prediction averages those of its run's non-overlapping windows.
-- reconstruction / forecast: the masked autoencoder itself, `reconstruct(x, hidden)`; with
-  `init` it is the pretrained model as is, else it is pretrained on the task's training split.
+- reconstruction / forecast / perturbation / clustering: the masked autoencoder itself,
+  `reconstruct(x, hidden)`, `parcel_features` (per-parcel embeddings) and `parcel_affinity`
+  (attention between parcels); with `init` it is the pretrained model as is, else it is
+  pretrained on the task's training split.
 
 `brainlm_probe`: frozen pretrained embeddings (averaged over the run's windows) -> linear, MLP
 or k-nearest-neighbours probe, chosen by cross-validation on the training split.
@@ -144,8 +146,11 @@ class BrainLMSupervised(TorchEstimator):
             )
 
 
+SIGNAL_KINDS = ("reconstruction", "forecast", "perturbation", "clustering")
+
+
 class BrainLMSignal:
-    """The masked autoencoder as a reconstruction / forecast model."""
+    """The masked autoencoder as a reconstruction / forecast / networks / perturbation model."""
 
     def __init__(self, params: BrainLMTaskConfig, trainer: TrainerConfig) -> None:
         self.params, self.trainer = params, trainer
@@ -172,6 +177,18 @@ class BrainLMSignal:
         with torch.inference_mode():
             return torch.where(hidden, brainlm_predictor(net)(x, hidden), x)
 
+    def parcel_features(self, data: Any) -> np.ndarray:
+        """(subjects, parcels, width): per-parcel embeddings averaged over each run's windows."""
+        return self._per_run(data, self._fitted().parcel_embeddings)
+
+    def parcel_affinity(self, data: Any) -> np.ndarray:
+        """(subjects, parcels, parcels): attention between parcels averaged over the windows."""
+        return self._per_run(data, self._fitted().parcel_attention)
+
+    def _per_run(self, data: Any, fn) -> np.ndarray:
+        with torch.inference_mode():
+            return np.stack([fn(windows(data, i)).mean(0).numpy() for i in range(len(data))])
+
     def _fitted(self) -> BrainLM:
         if self.net is None:
             raise RuntimeError("fit() or load() must be called first")
@@ -194,12 +211,12 @@ class BrainLMSignal:
     kind="torch",
     config=BrainLMTaskConfig,
     description="BrainLM masked autoencoder over parcel x time; scratch, or finetune (init=PATH)",
-    task_kinds=("regression", "classification", "reconstruction", "forecast"),
+    task_kinds=("regression", "classification", *SIGNAL_KINDS),
     defaults={"trainer": {"lr": 0.0005, "max_epochs": 20, "patience": 5, "batch_size": 8}},
     protocol=lambda params: "finetune" if params.init else "scratch",
 )
 def build_brainlm(params: BrainLMTaskConfig, *, task: TaskSpec, trainer: TrainerConfig) -> Any:
-    if task.kind in ("reconstruction", "forecast"):
+    if task.kind in SIGNAL_KINDS:
         return BrainLMSignal(params, trainer)
     return BrainLMSupervised(params, task, trainer)
 
