@@ -216,6 +216,18 @@ def read_atlas_table(folder: Path) -> pd.DataFrame:
     return table
 
 
+def atlas_networks(folder: Path) -> np.ndarray:
+    """The `network` column of `folder`/atlas.tsv: each parcel's network label, as strings."""
+    table = read_atlas_table(folder)
+    if "network" not in table.columns or table["network"].isna().any():
+        raise DataError(
+            f"{Path(folder) / ATLAS_TABLE} has no network label for every parcel (column "
+            "'network'); parcellate with a look-up table giving one (`brainbench parcellate ... "
+            "--labels TSV`, columns index and network)."
+        )
+    return table["network"].astype(str).to_numpy()
+
+
 class SubjectWindows(WindowDataset):
     """WindowDataset of subject records: keys, ages and stages for scoring, atlas coordinates."""
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import DataError
 from brainbench.models.base import load_weights, save_weights
+from brainbench.models.fmri_chance import ChanceParcels
 from brainbench.models.retrieval_baselines import ChanceRetrieval, RidgeRetrieval
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
@@ -150,12 +151,15 @@ class RidgeEstimator:
     kind="baseline",
     config=ChanceConfig,
     description="Predicts the training mean (regression) or prior (classification)",
-    task_kinds=("regression", "classification", "retrieval"),
+    task_kinds=("regression", "classification", "retrieval", "clustering", "perturbation"),
 )
 def build_chance(
     params: ChanceConfig, *, task: TaskSpec, trainer: TrainerConfig
-) -> ChanceEstimator | ChanceRetrieval:
-    """The chance baseline for `task` (random embeddings for retrieval)."""
+) -> ChanceEstimator | ChanceRetrieval | ChanceParcels:
+    """The chance baseline for `task` (random embeddings for retrieval, random parcel features
+    or hidden values for clustering and perturbation)."""
+    if task.kind in ("clustering", "perturbation"):
+        return ChanceParcels()
     return ChanceRetrieval() if task.kind == "retrieval" else ChanceEstimator(task)
 
 

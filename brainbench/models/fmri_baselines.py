@@ -2,13 +2,18 @@
 
 - `connectome`: ridge / L2-logistic regression on the functional connectivity of the whole run
   (connectivity_vector: Fisher-z correlations between parcels), the baseline a foundation
-  model of fMRI must beat.
+  model of fMRI must beat; for functional networks (clustering), each parcel's row of the
+  run's Fisher-z correlation matrix (its connectivity profile) as its features; `coordinates`
+  clusters the parcels' positions alone (the share of the networks that is only anatomy).
 - Reconstruction of hidden values, `reconstruct(x, hidden) -> x_hat` on scaled windows
   (B, parcels, time): `parcel_mean` (the mean of the parcel's visible values in the window) and
   `interpolate` (linear interpolation in time between the parcel's visible values).
 - Forecasting, same interface with the last time points hidden: `persistence` (the last
   visible value) and `autoregressive` (a per-parcel linear AR(`order`) model fitted by least
   squares on the training windows, applied recursively).
+- Hidden parcels from the visible ones at the same time point (reconstruction, perturbation):
+  `conditional_gaussian`, the conditional mean of a Gaussian over the parcels whose mean and
+  (Ledoit-Wolf shrunk) covariance are those of the training runs' scaled time points.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pydantic import Field
 from torch import Tensor
 
 from brainbench.config import StrictModel, TrainerConfig
-from brainbench.data.connectivity import connectivity_vector
+from brainbench.data.connectivity import connectivity_vector, correlation_matrix, fisher_z
 from brainbench.models.base import load_weights, save_weights
 from brainbench.models.classical import RidgeConfig, RidgeEstimator
 from brainbench.registry import register_model
@@ -53,23 +58,10 @@ class ConnectomeEstimator(RidgeEstimator):
         self.arrays = load_weights(path, self.name)
 
 
-@register_model(
-    "connectome",
-    kind="sklearn",
-    config=ConnectomeConfig,
-    description="Ridge / logistic on functional connectivity (Fisher-z upper triangle) of the run",
-    task_kinds=("regression", "classification"),
-)
-def build_connectome(
-    params: ConnectomeConfig, *, task: TaskSpec, trainer: TrainerConfig
-) -> ConnectomeEstimator:
-    return ConnectomeEstimator(params, task)
+class FitFree:
+    """A baseline with nothing (or only `arrays`) to fit, saved as safetensors."""
 
-
-class SignalBaseline:
-    """A fit-free (or least-squares) predictor of hidden values; see the module docstring."""
-
-    name = "signal_baseline"
+    name = "fit_free"
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {"none": np.zeros(1)}
@@ -77,14 +69,59 @@ class SignalBaseline:
     def fit(self, train: Any, val: Any, *, seed: int, run_dir: Path) -> dict[str, Any]:
         return {}
 
-    def reconstruct(self, x: Tensor, hidden: Tensor) -> Tensor:
-        raise NotImplementedError
-
     def save(self, path: Path) -> None:
         save_weights(path, self.arrays, {"model": self.name})
 
     def load(self, path: Path) -> None:
         self.arrays = load_weights(path, self.name)
+
+
+class ConnectomeProfiles(FitFree):
+    """Parcel features for functional networks: rows of each run's Fisher-z correlations."""
+
+    name = "connectome"
+
+    def parcel_features(self, data: Any) -> np.ndarray:
+        """(subjects, parcels, parcels) Fisher-z correlation matrices, zero diagonal."""
+        out = []
+        for i in range(len(data)):
+            z = fisher_z(correlation_matrix(data.run(i)))
+            np.fill_diagonal(z, 0.0)
+            out.append(z.astype(np.float32))
+        return np.stack(out)
+
+
+class Coordinates(FitFree):
+    """Parcel features for functional networks: the parcels' xyz (how far position alone goes)."""
+
+    name = "coordinates"
+
+    def parcel_features(self, data: Any) -> np.ndarray:
+        """(subjects, parcels, 3) the atlas coordinates, the same for every subject."""
+        return np.repeat(np.asarray(data.coords, dtype=np.float32)[None], len(data), axis=0)
+
+
+@register_model(
+    "connectome",
+    kind="sklearn",
+    config=ConnectomeConfig,
+    description="Ridge / logistic on functional connectivity (Fisher-z upper triangle) of the run",
+    task_kinds=("regression", "classification", "clustering"),
+)
+def build_connectome(
+    params: ConnectomeConfig, *, task: TaskSpec, trainer: TrainerConfig
+) -> ConnectomeEstimator | ConnectomeProfiles:
+    """Ridge / logistic on the connectivity vector; clustering: connectivity profiles."""
+    return ConnectomeProfiles() if task.kind == "clustering" else ConnectomeEstimator(params, task)
+
+
+class SignalBaseline(FitFree):
+    """A fit-free (or least-squares) predictor of hidden values; see the module docstring."""
+
+    name = "signal_baseline"
+
+    def reconstruct(self, x: Tensor, hidden: Tensor) -> Tensor:
+        raise NotImplementedError
 
 
 class ParcelMean(SignalBaseline):
@@ -153,7 +190,43 @@ class Autoregressive(SignalBaseline):
         return torch.where(hidden, out, x)
 
 
-def _register(name: str, cls: type[SignalBaseline], kinds: tuple[str, ...], text: str) -> None:
+class ConditionalGaussian(SignalBaseline):
+    name = "conditional_gaussian"
+
+    def fit(self, train: Any, val: Any, *, seed: int, run_dir: Path) -> dict[str, Any]:
+        """Mean and Ledoit-Wolf covariance of every scaled time point of the training runs."""
+        from sklearn.covariance import LedoitWolf
+
+        runs = [train.scaler(train.run(i), train.offsets[i]) for i in range(len(train))]
+        fitted = LedoitWolf().fit(np.concatenate(runs))
+        self.arrays = {"mean": fitted.location_, "cov": fitted.covariance_}
+        return {"shrinkage": float(fitted.shrinkage_), "time_points": sum(map(len, runs))}
+
+    def reconstruct(self, x: Tensor, hidden: Tensor) -> Tensor:
+        """E[hidden | visible] at each time point, one solve per distinct hidden parcel set."""
+        mean, cov = self.arrays["mean"], self.arrays["cov"]
+        b, p, t = x.shape
+        values = x.permute(0, 2, 1).reshape(-1, p).double().numpy()
+        masks = hidden.permute(0, 2, 1).reshape(-1, p).numpy()
+        out = values.copy()
+        groups: dict[bytes, list[int]] = {}
+        for i, packed in enumerate(np.packbits(masks, axis=1)):
+            groups.setdefault(packed.tobytes(), []).append(i)
+        for rows in groups.values():
+            h = masks[rows[0]]
+            if not h.any():
+                continue
+            v = ~h
+            if not v.any():
+                out[np.ix_(rows, h)] = mean[h]
+                continue
+            coef = np.linalg.solve(cov[np.ix_(v, v)], cov[np.ix_(v, h)])
+            out[np.ix_(rows, h)] = mean[h] + (values[np.ix_(rows, v)] - mean[v]) @ coef
+        filled = torch.from_numpy(out).to(x.dtype).view(b, t, p).permute(0, 2, 1)
+        return torch.where(hidden, filled, x)
+
+
+def _register(name: str, cls: type[FitFree], kinds: tuple[str, ...], text: str) -> None:
     class Config(StrictModel):
         """No parameters."""
 
@@ -165,6 +238,13 @@ def _register(name: str, cls: type[SignalBaseline], kinds: tuple[str, ...], text
 _register("parcel_mean", ParcelMean, ("reconstruction",), "Hidden values = the parcel's mean")
 _register("interpolate", Interpolate, ("reconstruction",), "Linear interpolation in time")
 _register("persistence", Persistence, ("forecast",), "Forecast = the last observed value")
+_register("coordinates", Coordinates, ("clustering",), "Networks = clusters of parcel positions")
+_register(
+    "conditional_gaussian",
+    ConditionalGaussian,
+    ("reconstruction", "perturbation"),
+    "Hidden parcels = Gaussian conditional mean given the visible ones (training covariance)",
+)
 
 
 @register_model(

@@ -27,6 +27,8 @@ KINDS = (
     "reconstruction",
     "forecast",
     "retrieval",
+    "clustering",
+    "perturbation",
 )
 # The default runner module (under brainbench.tasks) of each kind; a task YAML may name another.
 RUNNERS = {"segmentation": "voxelwise", "synthesis": "voxelwise"}

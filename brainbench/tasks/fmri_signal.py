@@ -52,7 +52,11 @@ def options(config: ExperimentConfig) -> SignalOptions:
 
 
 def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
-    opts = options(config)
+    return series_splits(config, options(config), log)
+
+
+def series_splits(config: ExperimentConfig, opts: FmriOptions, log) -> dict[str, SubjectWindows]:
+    """Windows of the split's subjects that have a parcel series; the scaler fitted on train."""
     records, _ = dataset_splits(config.data, config.split, config.output_dir)
     files, coords = locate_series(config.data, records)
     chosen = select_subjects(config, lambda r: r.key in files, "a parcel series")
