@@ -36,6 +36,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--low-pass", type=float, metavar="HZ", help="low-pass cutoff")
     parser.add_argument("--tr", type=float, metavar="SECONDS", help="TR when files lack one")
     parser.add_argument("--mesh", type=Path, help="surface mesh GIFTI (parcel centroids)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="TSV",
+        help="look-up table of the atlas labels (columns index, name, network...) copied into "
+        "atlas.tsv; default: the atlas's name with .tsv (BIDS atlas-X_dseg.tsv), if present",
+    )
     return parser
 
 
@@ -52,5 +59,6 @@ def main(args: argparse.Namespace) -> None:
         low_pass=args.low_pass,
         tr=args.tr,
         mesh=args.mesh,
+        lookup=args.labels,
     )
     print(f"wrote {len(written)} parcel series and {args.out / 'atlas.tsv'}")

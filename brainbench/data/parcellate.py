@@ -6,6 +6,10 @@ resampled to it (nearest neighbour), with a warning. Surface series (GIFTI, one 
 time point, or MGH/MGZ) are averaged within each label of a per-vertex labels file. Parcel
 coordinates are the label centroids in mm (volumes) or of the mesh's vertices (surfaces).
 
+A look-up table of the labels (TSV with an `index` column, e.g. BIDS `atlas-X_dseg.tsv` with
+name and network; by default the .tsv next to the atlas with its name, when there is one) adds
+its columns to atlas.tsv, so fmri/networks can score against the network labels.
+
 Outputs follow the layout the fMRI tasks read (brainbench.data.timeseries): for an input named
 `sub-<id>[_ses-<id>]_..._bold.nii.gz`, `OUT/sub-<id>/[ses-<id>/]func/<stem>_atlas-<name>
 _timeseries.npy` plus `<stem>_atlas-<name>_bold.json` (RepetitionTime) and `OUT/atlas.tsv`.
@@ -211,6 +215,23 @@ def parcellate_surface(
     return series, ids, tr or repetition_time(path)
 
 
+def add_lookup(table: pd.DataFrame, lookup: Path) -> pd.DataFrame:
+    """`table` (one row per label, column index) with the columns of the look-up TSV `lookup`."""
+    try:
+        extra = pd.read_csv(lookup, sep="\t")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the atlas look-up table {lookup}: {exc}") from None
+    if "index" not in extra.columns or extra["index"].duplicated().any():
+        raise DataError(
+            f"the atlas look-up table {lookup} needs an 'index' column with one row per label."
+        )
+    extra = extra.drop(columns=[c for c in ("x", "y", "z") if c in extra.columns])
+    missing = sorted(set(table["index"]) - set(extra["index"]))
+    if missing:
+        raise DataError(f"labels {missing[:10]} of the atlas are missing from {lookup}; add them.")
+    return table.merge(extra, on="index", how="left")
+
+
 def _destination(out: Path, path: Path, atlas_name: str) -> Path:
     stem = _stem(path)
     folder = Path(out)
@@ -236,12 +257,14 @@ def parcellate_files(
     low_pass: float | None = None,
     tr: float | None = None,
     mesh: Path | None = None,
+    lookup: Path | None = None,
 ) -> list[Path]:
     """Parcellate every file with `atlas` into `out`; returns the series written.
 
     `atlas` is a labels NIfTI for volumes, or per-vertex labels for surface files (with `mesh`,
     a GIFTI surface of the same vertices, giving parcel centroids). Every output is checked
-    (no constant or NaN parcels) before anything is written.
+    (no constant or NaN parcels) before anything is written. `lookup`: the labels' look-up
+    TSV (default: the atlas's name with .tsv, when it exists), merged into atlas.tsv by index.
     """
     files = [Path(f) for f in files]
     if confounds is not None and len(confounds) != len(files):
@@ -276,6 +299,9 @@ def parcellate_files(
                 tr=tr,
             )
             results.append((path, series, run_tr))
+    default_lookup = Path(atlas).with_name(_stem(Path(atlas)) + ".tsv")
+    if lookup is not None or default_lookup.is_file():
+        table = add_lookup(table, Path(lookup or default_lookup))
     for path, series, _ in results:
         check_series(series, str(path))
     written = []
