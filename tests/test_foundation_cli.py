@@ -6,7 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from brainbench.api import resolve_config
 from brainbench.cli import main
+from brainbench.registry import MODELS
+from brainbench.suites import load_suite, suite_names
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,16 @@ def test_suite_pretrains_then_runs_pretrained_scratch_and_baselines(tmp_path: Pa
             ("mae3d_probe", "linear_probe", fraction),
         } <= rows
     assert list(out.glob("label_efficiency_mri-age_*.png"))
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_builtin_suites_name_real_tasks_and_models_that_support_them(name: str):
+    suite = load_suite(name)
+    for task, entry in suite.tasks.items():
+        for model in entry.entries():
+            init = [f"model.init={model.init}"] if model.init else []
+            resolve_config(task, model.model, debug=True, overrides=init)  # or raises
+    assert set(suite.pretrain) <= set(MODELS)
 
 
 @pytest.mark.parametrize(
