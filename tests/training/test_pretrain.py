@@ -126,3 +126,9 @@ def test_vit_pretrains_and_its_encoder_is_probed(tmp_path) -> None:
     assert json.loads((out / "config.json").read_text())["crop_size"] == 16
     encoder = load_encoder(out)
     assert encoder.encode(torch.rand(2, 1, 20, 24, 20)).shape == (2, 12)
+
+
+def test_max_steps_outlasts_max_epochs(tmp_path) -> None:
+    trainer = TINY["trainer"] | {"max_epochs": 1}  # the debug cohort: 7 steps per epoch
+    out = pretrain(_config(tmp_path, max_steps=9, trainer=trainer), log=lambda _: None)
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 9
