@@ -308,7 +308,8 @@ def grid(
     """The multimodal grid: targets x non-empty input subsets x seeds with model `fusion`.
 
     Finished runs are skipped (rerun the same call to resume); writes grid/multimodal.csv,
-    grid/targets.json and the reports under the output folder; returns the grid table.
+    grid/legibility.csv, grid/targets.json and the reports under the output folder; returns the
+    legibility table (one row per target x input combination, with its verdict).
     """
     from brainbench.grid import plan_grid, run_grid
 

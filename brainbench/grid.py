@@ -3,8 +3,9 @@
 One run record per (target, combination, seed), written by the multimodal runner. `plan_grid`
 lists the jobs; `run_grid` skips the finished ones (a run whose record is complete; a crashed
 one left no complete record and is redone), runs the rest through brainbench.cluster, then
-writes `<output_dir>/grid/multimodal.csv` (one row per run) and `grid/targets.json` (the target
-graph: mutual information between targets across subjects) for the dashboard.
+writes `<output_dir>/grid/multimodal.csv` (one row per run), `grid/legibility.csv` (one row per
+target x combination with its legibility verdict, see `legibility`) and `grid/targets.json` (the
+target graph: mutual information between targets across subjects) for the dashboard.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from brainbench.config import load_yaml
 from brainbench.data.splits import dataset_splits
 from brainbench.data.synth.phenotypes import COLUMNS
 from brainbench.errors import ConfigError, ResultsError
-from brainbench.models.fusion import INPUTS, combination_name
+from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
 from brainbench.tasks import all_tasks, get_task
 from brainbench.tasks.runs import Experiment
@@ -34,7 +35,9 @@ from brainbench.tasks.runs import Experiment
 PREFIX = "multimodal/"
 MODEL = "fusion"
 GRID_DIR = "grid"
-CSV_NAME, GRAPH_NAME = "multimodal.csv", "targets.json"
+CSV_NAME, GRAPH_NAME, LEGIBILITY_NAME = "multimodal.csv", "targets.json", "legibility.csv"
+ALPHA = 0.05  # family-wise error rate of the legibility verdicts (Holm over the grid's cells)
+FMRI_SIGNAL = ("age", "sex")  # data/synth/functional.py: coupling follows age, S depends on sex
 Log = Callable[[str], None]
 
 
@@ -133,7 +136,7 @@ def run_grid(
     partition: str | None = None,
     log: Log = print,
 ) -> pd.DataFrame:
-    """Run the unfinished jobs, then aggregate the grid CSV and target graph; return the CSV."""
+    """Run the unfinished jobs, aggregate the grid CSVs and target graph; return the cells."""
     if not jobs:
         raise ConfigError("the grid has no runs: give at least one target, input and seed.")
     first = jobs[0].experiment().config
@@ -157,33 +160,112 @@ def run_grid(
         log(f"  {what}: {'done' if outcome.ok else 'FAILED: ' + str(outcome.error)}")
         if not outcome.ok:
             failed.append(what)
-    table = write_grid_csv(output_dir)
+    cells = write_grid_csv(output_dir)
     write_target_graph(output_dir, sorted({j.task for j in jobs}), jobs[0].options)
-    log(f"wrote {output_dir / GRID_DIR / CSV_NAME} ({len(table)} runs)")
+    log(format_legibility(cells))
+    log(f"wrote {output_dir / GRID_DIR / CSV_NAME} and {LEGIBILITY_NAME} ({len(cells)} cells)")
     if failed:
         raise ResultsError(
             f"{len(failed)} grid runs failed: {'; '.join(failed)}. Fix the cause and rerun the "
             "same command: finished runs are kept."
         )
-    return table
+    return cells
 
 
 # --- aggregation ------------------------------------------------------------------------------
 
 
-def chance_p_value(kind: str, predictions: pd.DataFrame) -> float:
-    """One-sided p-value against chance: Pearson r > 0, or AUROC > 0.5 (Mann-Whitney U)."""
+def chance_test(kind: str, predictions: pd.DataFrame) -> tuple[float, float]:
+    """(skill, one-sided p-value against chance) of y_pred for y_true.
+
+    Regression: skill is Pearson r, the test Spearman's rho > 0 (rank-based, so skewed targets
+    such as crp keep their nominal error rate). Classification: skill is 2 * AUROC - 1, the
+    test Mann-Whitney U (AUROC > 0.5). NaN where undefined (constant values, one class).
+    """
     t, p = predictions["y_true"].to_numpy(float), predictions["y_pred"].to_numpy(float)
     ok = np.isfinite(t) & np.isfinite(p)
     t, p = t[ok], p[ok]
     if kind == "regression":
         if len(t) < 3 or np.ptp(p) == 0 or np.ptp(t) == 0:
-            return float("nan")
-        return float(stats.pearsonr(t, p, alternative="greater").pvalue)
+            return float("nan"), float("nan")
+        pvalue = stats.spearmanr(t, p, alternative="greater").pvalue
+        return float(stats.pearsonr(t, p).statistic), float(pvalue)
     pos, neg = p[t == 1], p[t == 0]
     if not len(pos) or not len(neg):
-        return float("nan")
-    return float(stats.mannwhitneyu(pos, neg, alternative="greater").pvalue)
+        return float("nan"), float("nan")
+    test = stats.mannwhitneyu(pos, neg, alternative="greater")
+    return float(2 * test.statistic / (len(pos) * len(neg)) - 1), float(test.pvalue)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control); NaN counts as 1."""
+    p = np.nan_to_num(np.asarray(p_values, dtype=float), nan=1.0)
+    order = np.argsort(p, kind="stable")
+    steps = (len(p) - np.arange(len(p))) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    return adjusted
+
+
+def seed_averaged(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per test subject of every run: y_true and y_pred averaged over the runs (seeds)."""
+    both = pd.concat(predictions, ignore_index=True)
+    table = both.groupby("subject").agg(
+        y_true=("y_true", "first"), y_pred=("y_pred", "mean"), runs=("y_pred", "size")
+    )
+    return table[table["runs"] == len(predictions)]
+
+
+def expected_legibility(target: str, inputs: Sequence[str], dataset: str) -> str:
+    """The embedded cohort's ground truth for a cell: 'legible', 'not legible' or '' (none).
+
+    A column drawn independently of everything (ImagingSignal false) is legible from nothing;
+    one with an imaging signal is legible from the structural images, and from connectivity
+    when the fMRI generator uses it. Other cells (e.g. metadata only) have no ground truth.
+    """
+    signal = COLUMNS.get(target, {}).get("ImagingSignal")
+    if not dataset.startswith("synth") or signal is None:
+        return ""
+    if not signal:
+        return "not legible"
+    structural = any(name in IMAGE_INPUTS for name in inputs)
+    functional = "connectivity" in inputs and target in FMRI_SIGNAL
+    return "legible" if structural or functional else ""
+
+
+def legibility(runs: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per (target, inputs) cell, its verdict tested over all its seeds.
+
+    The seeds share one test set, so their p-values are dependent and Fisher's or Stouffer's
+    combination would overstate the evidence; the cell's test is instead the chance test of the
+    seed-averaged prediction (valid: under no signal it is independent of the test targets).
+    Holm's correction over every cell of the grid keeps the chance of any false 'legible' at
+    ALPHA.
+    """
+    rows = []
+    for (target, inputs), part in runs.groupby(["target", "inputs"], sort=False):
+        averaged = seed_averaged([predictions[path] for path in part["path"]])
+        skill_avg, p_cell = chance_test(part["kind"].iloc[0], averaged)
+        expected = expected_legibility(target, inputs.split("+"), part["dataset"].iloc[0])
+        rows.append(
+            {
+                "target": target,
+                "inputs": inputs,
+                "n_seeds": len(part),
+                "n_test": len(averaged),
+                "skill": part["skill"].mean(),
+                "skill_averaged": skill_avg,
+                "p_cell": p_cell,
+                "imaging_signal": part["imaging_signal"].iloc[0],
+                "expected": expected,
+            }
+        )
+    cells = pd.DataFrame(rows)
+    cells["p_holm"] = holm(cells["p_cell"]) if len(cells) else []
+    cells["verdict"] = np.where(cells["p_holm"] < ALPHA, "legible", "not legible")
+    agrees = np.where(cells["verdict"] == cells["expected"], "yes", "no")
+    cells["agrees"] = np.where(cells["expected"] == "", "", agrees)
+    return cells
 
 
 def skill(kind: str, metrics: dict) -> float:
@@ -195,9 +277,12 @@ def skill(kind: str, metrics: dict) -> float:
     return float("nan") if value is None else float(value)
 
 
-def grid_table(results_dir: Path | str) -> pd.DataFrame:
-    """One row per grid run record under results_dir (empty without any)."""
-    rows = []
+def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per grid run record under results_dir, one row per cell: `legibility`).
+
+    Each run's row also holds its cell's p_cell, p_holm, verdict, expected and agrees.
+    """
+    rows, predictions = [], {}
     for record in read_records(results_dir):
         if not (record["task"].startswith(PREFIX) and record["model"] == MODEL):
             continue
@@ -207,7 +292,7 @@ def grid_table(results_dir: Path | str) -> pd.DataFrame:
         target, metrics = spec.target, record["metrics"]
         info = COLUMNS.get(target, {})
         try:
-            predictions = pd.read_csv(path / "predictions.csv")
+            predictions[str(path)] = pd.read_csv(path / "predictions.csv")
         except (OSError, ValueError) as exc:
             raise ResultsError(f"{path}/predictions.csv is unreadable ({exc}).") from exc
         row = {
@@ -225,7 +310,7 @@ def grid_table(results_dir: Path | str) -> pd.DataFrame:
             **{m: metrics.get(m) for m in ("balanced_accuracy", "auroc", "f1")},
             **{m: metrics.get(m) for m in ("mae", "r2", "pearson_r")},
             "skill": skill(spec.kind, metrics),
-            "p_value": chance_p_value(spec.kind, predictions),
+            "p_value": chance_test(spec.kind, predictions[str(path)])[1],
             "n_test": record["n_test"],
             "train_s": record["timings"]["fit_s"],
             **{f"uses_{name}": "yes" if name in inputs else "no" for name in INPUTS},
@@ -235,7 +320,12 @@ def grid_table(results_dir: Path | str) -> pd.DataFrame:
             "path": str(path),
         }
         rows.append(row)
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(), pd.DataFrame()
+    runs = pd.DataFrame(rows).sort_values(["target", "n_inputs", "inputs", "seed"])
+    cells = legibility(runs, predictions)
+    verdicts = cells[["target", "inputs", "p_cell", "p_holm", "verdict", "expected", "agrees"]]
+    return runs.merge(verdicts, on=["target", "inputs"], how="left"), cells
 
 
 def _inputs_of(path: Path) -> list[str]:
@@ -245,13 +335,13 @@ def _inputs_of(path: Path) -> list[str]:
 
 
 def write_grid_csv(output_dir: Path | str) -> pd.DataFrame:
-    table = grid_table(output_dir)
-    if not table.empty:
-        table = table.sort_values(["target", "n_inputs", "inputs", "seed"], ignore_index=True)
+    """grid/multimodal.csv (one row per run) and grid/legibility.csv (per cell); the cells."""
+    table, cells = grid_table(output_dir)
     folder = Path(output_dir) / GRID_DIR
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CSV_NAME, table.to_csv(index=False))
-    return table
+    atomic_write_text(folder / LEGIBILITY_NAME, cells.to_csv(index=False))
+    return cells
 
 
 def target_values(tasks: Sequence[str], options: dict) -> pd.DataFrame:
@@ -283,6 +373,17 @@ def mutual_information(values: pd.DataFrame, kinds: dict[str, str]) -> list[dict
         mi = estimate(x, y, discrete_features=kinds[a] == "classification", random_state=0)[0]
         edges.append({"source": a, "target": b, "mi": round(float(mi), 4), "n": len(both)})
     return edges
+
+
+def format_legibility(cells: pd.DataFrame) -> str:
+    """The cells as a text table: skill, p-values, verdict and the cohort's ground truth."""
+    if cells.empty:
+        return "no grid runs"
+    shown = cells[
+        ["target", "inputs", "n_seeds", "n_test", "skill", "skill_averaged", "p_cell", "p_holm"]
+        + ["verdict", "expected", "agrees"]
+    ]
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.3g}")
 
 
 def write_target_graph(output_dir: Path | str, tasks: Sequence[str], options: dict) -> Path:
