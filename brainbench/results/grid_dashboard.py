@@ -1,8 +1,9 @@
 """The multimodal grid's part of dashboard.html: which inputs make which target legible.
 
-Reads `<results>/grid/multimodal.csv` (one row per run), `grid/targets.json` (target graph) and,
-after `brainbench report --utility`, `grid/utility.csv`. Draws, as inline SVG: a heatmap of
-targets x input combinations (mean skill over seeds, best combination per target outlined); a
+Reads `<results>/grid/multimodal.csv` (one row per run, with its cell's verdict),
+`grid/targets.json` (target graph) and, after `brainbench report --utility`, `grid/utility.csv`.
+Draws, as inline SVG: a heatmap of targets x input combinations (mean skill over seeds, best
+combination per target outlined, legible cells and verdicts against the ground truth marked); a
 graph of targets (node size = best skill, edge width = mutual information between targets;
 hovering a node shows its best model and inputs, clicking lists every combination with its
 metrics); per-target lifespan curves of the best combination; the input-utility coefficient
@@ -27,6 +28,8 @@ from brainbench.stages import STAGE_NAMES
 GRID_CSV = Path("grid") / "multimodal.csv"
 GRAPH_JSON = Path("grid") / "targets.json"
 METRICS = ("balanced_accuracy", "auroc", "f1", "mae", "r2", "pearson_r")
+VERDICT = {"p_cell": float("nan"), "p_holm": float("nan"), "verdict": "", "expected": ""}
+VERDICT |= {"agrees": ""}  # a CSV written before the verdicts: shown blank
 
 STYLE = """
 #grid-info { min-height: 3em; padding: 6px 10px; background: #f4f8fc; border-left: 3px solid
@@ -91,14 +94,16 @@ def _colour(skill: float) -> str:
 
 
 def _summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds per (target, inputs): skill, headline, metrics, p-value, train time."""
-    numeric = ["skill", "headline_value", "p_value", "train_s", *METRICS]
+    """Per (target, inputs): means over seeds (skill, headline, metrics, train time) and the
+    cell's verdict columns."""
+    runs = runs.assign(**{k: v for k, v in VERDICT.items() if k not in runs})
+    numeric = ["skill", "headline_value", "train_s", *METRICS]
     grouped = runs.groupby(["target", "inputs"], sort=False)
     table = grouped[numeric].mean(numeric_only=True)
     table["n_seeds"] = grouped.size()
-    table["headline"] = grouped["headline"].first()
-    table["n_inputs"] = grouped["n_inputs"].first()
-    return table.reset_index()
+    for column in ["headline", "n_inputs", *VERDICT]:
+        table[column] = grouped[column].first()
+    return table.reset_index().fillna({k: "" for k, v in VERDICT.items() if v == ""})
 
 
 def _best(summary: pd.DataFrame) -> dict[str, pd.Series]:
@@ -111,7 +116,7 @@ def _best(summary: pd.DataFrame) -> dict[str, pd.Series]:
 def _heatmap(summary: pd.DataFrame, best: dict[str, pd.Series]) -> str:
     targets = list(best)
     combos = list(dict.fromkeys(summary.sort_values(["n_inputs", "inputs"])["inputs"]))
-    left, top, cell_w, cell_h = 120, 150, 58, 26
+    left, top, cell_w, cell_h = 190, 150, 64, 26
     width, height = left + cell_w * len(combos) + 90, top + cell_h * len(targets) + 10
     out = [f'<svg id="grid-heatmap" width="{width}" height="{height}" role="img" '
            'aria-label="skill by target and input combination">']  # fmt: skip
@@ -119,10 +124,13 @@ def _heatmap(summary: pd.DataFrame, best: dict[str, pd.Series]) -> str:
         x = left + j * cell_w + cell_w / 2
         out.append(f'<text transform="translate({x},{top - 6}) rotate(-55)">{_e(combo)}</text>')
     cells = {(r.target, r.inputs): r for r in summary.itertuples()}
+    truths = summary.groupby("target", sort=False)["expected"].agg(set)
     for i, target in enumerate(targets):
         y = top + i * cell_h
+        truth = " (no signal)" if "not legible" in truths[target] else ""
+        truth = " (imaging signal)" if "legible" in truths[target] else truth
         out.append(f'<text x="{left - 8}" y="{y + cell_h / 2 + 4}" text-anchor="end">'
-                   f"{_e(target)}</text>")  # fmt: skip
+                   f"{_e(target + truth)}</text>")  # fmt: skip
         for j, combo in enumerate(combos):
             r = cells.get((target, combo))
             if r is None:
@@ -131,13 +139,20 @@ def _heatmap(summary: pd.DataFrame, best: dict[str, pd.Series]) -> str:
             is_best = best[target]["inputs"] == combo
             stroke = ' stroke="#d95f02" stroke-width="3"' if is_best else ""
             ink = "#fff" if math.isfinite(r.skill) and r.skill > 0.55 else "#222"
+            mark = {"legible": " ✓", "not legible": ""}.get(r.verdict, "")
+            mark += " ≠" if r.agrees == "no" else ""
             tip = f"{target} from {combo}: {r.headline} {_fmt(r.headline_value)}, skill "
-            tip += f"{_fmt(r.skill)}, p {_fmt(r.p_value)}" + (" (best)" if is_best else "")
+            tip += f"{_fmt(r.skill)}" + (" (best)" if is_best else "")
+            if r.verdict:
+                tip += f"; {r.verdict} (p {_fmt(r.p_cell)}, Holm {_fmt(r.p_holm)})"
+            if r.expected:
+                tip += f"; ground truth: {r.expected}"
             out.append(
                 f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" '
-                f'fill="{_colour(r.skill)}"{stroke}><title>{_e(tip)}</title></rect>'
+                f'fill="{_colour(r.skill)}"{stroke} data-verdict="{_e(r.verdict)}">'
+                f"<title>{_e(tip)}</title></rect>"
                 f'<text x="{x + cell_w / 2}" y="{y + cell_h / 2 + 4}" text-anchor="middle" '
-                f'fill="{ink}">{_e(_fmt(r.headline_value))}</text>'
+                f'fill="{ink}">{_e(_fmt(r.headline_value) + mark)}</text>'
             )
     return "".join(out) + "</svg>"
 
@@ -254,14 +269,15 @@ def _clean(value: Any) -> Any:
 
 
 def _payload(summary: pd.DataFrame, best: dict[str, pd.Series]) -> dict:
-    columns = ["inputs", "headline", "skill", "p_value", *METRICS, "train_s", "n_seeds"]
+    columns = ["inputs", "headline", "skill", "verdict", "p_cell", "p_holm", "expected"]
+    columns += [*METRICS, "train_s", "n_seeds"]
     targets = {}
     for target, row in best.items():
         part = summary[summary["target"] == target].sort_values("skill", ascending=False)
         summary_text = (
             f"{target}: best model fusion with inputs {row['inputs']} "
-            f"({row['headline']} {_fmt(row['headline_value'])}, skill {_fmt(row['skill'])}, "
-            f"p {_fmt(row['p_value'])})"
+            f"({row['headline']} {_fmt(row['headline_value'])}, skill {_fmt(row['skill'])}"
+            + (f", {row['verdict']}, Holm p {_fmt(row['p_holm'])})" if row["verdict"] else ")")
         )
         rows = [[_fmt(_clean(r[c])) for c in columns] for _, r in part.iterrows()]
         targets[target] = {"summary": summary_text, "rows": rows}
@@ -283,7 +299,10 @@ def grid_section(results_dir: Path | str) -> str:
         '<section id="multimodal"><h2>Multimodal legibility grid</h2>',
         "<p>Skill is Pearson r (regression) or 2·AUROC − 1 (classification): 0 is chance, 1 "
         "perfect. Cells show the headline metric (mean over seeds); the best combination of "
-        "each target is outlined.</p>",
+        "each target is outlined. ✓ marks a legible cell: the seed-averaged prediction beats "
+        "chance (one-sided Spearman or Mann-Whitney test) after Holm's correction over every "
+        "cell at family-wise α = 0.05; ≠ marks a verdict that disagrees with the cohort's "
+        "ground truth (targets without imaging signal are legible from nothing).</p>",
         _heatmap(summary, best),
         "<h3>Targets</h3><p>Node size: best skill; edge width: mutual information between "
         "targets across subjects. Hover a node for its best model, click it for every "

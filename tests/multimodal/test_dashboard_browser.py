@@ -14,6 +14,11 @@ def test_hover_and_click_show_the_best_model_and_every_combination(grid_dir, tmp
     try:
         browser.load(page)
         assert browser.evaluate("document.querySelectorAll('#grid-heatmap rect').length") == 6
+        verdicts = browser.evaluate(
+            "Array.from(document.querySelectorAll('#grid-heatmap rect'))"
+            ".map((r) => r.dataset.verdict)"
+        )
+        assert set(verdicts) <= {"legible", "not legible"} and len(verdicts) == 6
         browser.evaluate("document.getElementById('grid-graph').scrollIntoView()")
         box = browser.evaluate(
             "(() => { const r = document.querySelector('.node[data-target=\"age\"] circle')"
@@ -30,6 +35,10 @@ def test_hover_and_click_show_the_best_model_and_every_combination(grid_dir, tmp
             ".map((tr) => tr.cells[0].textContent)"
         )
         assert sorted(rows) == ["T1w", "T1w+metadata", "metadata"]
+        head = browser.evaluate(
+            "Array.from(document.querySelectorAll('#grid-detail th')).map((th) => th.textContent)"
+        )
+        assert head[3:7] == ["verdict", "p_cell", "p_holm", "expected"]
         heading = browser.evaluate("document.querySelector('#grid-detail h4').textContent")
         assert heading == "Every combination for age"
         assert browser.errors == []
