@@ -103,3 +103,10 @@ def test_bad_inputs_are_config_errors():
         from brainbench.api import resolve_config
 
         resolve_config("multimodal/age", "fusion", overrides=["model.inputs=[PET]"])
+
+
+def test_fusion_passes_check_model_on_plain_volumes():
+    from brainbench.checks import check_model
+
+    checks = check_model("fusion", shape=(1, 8, 8, 8), log=lambda _: None)
+    assert [c.name for c in checks if not c.passed] == []
