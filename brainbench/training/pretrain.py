@@ -258,6 +258,8 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
                 f"{out} to start afresh, or set output_dir elsewhere."
             ) from None
         seconds = time.perf_counter() - start
+        if trainer.global_step > step0:  # the final state, so a re-run has nothing to redo
+            trainer.save_checkpoint(last)
     if not trainer.is_global_zero:
         return out
     trained = trainer.global_step - step0

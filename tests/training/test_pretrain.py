@@ -132,3 +132,5 @@ def test_max_steps_outlasts_max_epochs(tmp_path) -> None:
     trainer = TINY["trainer"] | {"max_epochs": 1}  # the debug cohort: 7 steps per epoch
     out = pretrain(_config(tmp_path, max_steps=9, trainer=trainer), log=lambda _: None)
     assert json.loads((out / "metrics.json").read_text())["steps"] == 9
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 9  # the final state, not the last multiple of checkpoint_every
