@@ -59,7 +59,8 @@ def bids_files(root: Path) -> list[Path]:
     return [r.images["T1w"] for r in read_bids(root) if "T1w" in r.images]
 
 
-def _peak_mib() -> float:
+def peak_mib() -> float:
+    """This process's peak resident memory so far, in MiB (shared with benchmarks/brainlm.py)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -120,7 +121,7 @@ def measure(name: str, files: list[Path], spacing: float, shape: tuple, passes: 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        base = _peak_mib()
+        base = peak_mib()
         loader, build = _loader(name, files, spacing, shape, cache)
         times, sample = [], None
         for _ in range(1 + passes):
@@ -132,7 +133,7 @@ def measure(name: str, files: list[Path], spacing: float, shape: tuple, passes: 
             "pipeline": name,
             "cold_s": build + times[0],
             "warm_vps": len(files) / statistics.median(times[1:]),
-            "peak_mib": _peak_mib() - base,
+            "peak_mib": peak_mib() - base,
             "disk_mib": _dir_mib(cache) if cache.exists() else 0.0,
             "shape": tuple(sample.shape[1:]),
         }
