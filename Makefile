@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/mae_models.py
+	$(BIN)/python benchmarks/brainlm.py
 
 clean:
 	rm -rf results .pytest_cache
