@@ -151,14 +151,22 @@ class RidgeEstimator:
     kind="baseline",
     config=ChanceConfig,
     description="Predicts the training mean (regression) or prior (classification)",
-    task_kinds=("regression", "classification", "retrieval", "clustering", "perturbation"),
+    task_kinds=(
+        "regression",
+        "classification",
+        "retrieval",
+        "clustering",
+        "perturbation",
+        "reconstruction",
+        "forecast",
+    ),  # fmt: skip
 )
 def build_chance(
     params: ChanceConfig, *, task: TaskSpec, trainer: TrainerConfig
 ) -> ChanceEstimator | ChanceRetrieval | ChanceParcels:
-    """The chance baseline for `task` (random embeddings for retrieval, random parcel features
-    or hidden values for clustering and perturbation)."""
-    if task.kind in ("clustering", "perturbation"):
+    """The chance baseline for `task` (random embeddings for retrieval; random parcel features
+    or hidden values for the parcel-series tasks)."""
+    if task.kind in ("clustering", "perturbation", "reconstruction", "forecast"):
         return ChanceParcels()
     return ChanceRetrieval() if task.kind == "retrieval" else ChanceEstimator(task)
 

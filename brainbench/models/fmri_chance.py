@@ -1,8 +1,9 @@
-"""The `chance` baseline of the fMRI network and perturbation tasks (registered in classical.py).
+"""The `chance` baseline of the parcel-series tasks (registered in classical.py).
 
 Networks: random parcel features, so clustering them gives a random partition (ARI ~ 0).
-Perturbation: hidden values drawn at random, independently of the input, so the predicted
-effect of perturbing one network on another is noise around zero.
+Reconstruction, forecast, perturbation: hidden values drawn from N(0, 1) (the scale of robust-
+scaled series), independently of the input, so R^2 is about -1 and the predicted effect of
+perturbing one network on another is noise around zero.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def test_recon_and_forecast(fmri: Path, tiny: list[str], pretrained: Path, tmp_p
     )
     api.run(
         ["fmri/forecast"],
-        ["persistence", "autoregressive"],
+        ["chance", "persistence", "autoregressive"],
         debug=True,
         overrides=common,
         log=lambda s: None,
@@ -71,7 +71,11 @@ def test_recon_and_forecast(fmri: Path, tiny: list[str], pretrained: Path, tmp_p
         assert {"r2", "mse", "r2_mask0.2", "mse_mask0.9"} <= set(record["metrics"])
         assert record["per_stage"] and np.isfinite(record["headline"]["value"])
     forecast = _records(tmp_path, "fmri/forecast")
-    assert set(forecast) == {"persistence:baseline", "autoregressive:baseline", "brainlm:finetune"}
+    assert set(forecast) == {
+        "chance:baseline", "persistence:baseline", "autoregressive:baseline", "brainlm:finetune"
+    }  # fmt: skip
+    chance = forecast["chance:baseline"]["metrics"]["r2"]
+    assert chance < forecast["autoregressive:baseline"]["metrics"]["r2"] and chance < -0.5
     with pytest.raises(ConfigError, match="multiple of patch"):
         api.run(
             ["fmri/recon"],
