@@ -3,13 +3,15 @@
 `label_subset` keeps a share of the training subjects. The subsets are nested: every fraction
 takes a prefix of one fixed order, so the 1% subset lies inside the 10% one. The order is
 stratified by lifespan stage (systematic sampling within each stage), so each prefix holds the
-stages in about their proportions.
+stages in about their proportions. For classification the prefix is lengthened, when needed, until
+it holds MIN_SUBJECTS of every class (the subsets stay nested).
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable
 
 import numpy as np
 
@@ -43,11 +45,35 @@ def subset_size(n: int, fraction: float) -> int:
     return min(n, max(MIN_SUBJECTS, math.ceil(fraction * n - 1e-9)))
 
 
-def label_subset(records: list[SubjectRecord], fraction: float, seed: int) -> list[SubjectRecord]:
-    """The nested, stage-stratified `fraction` of `records` (all of them for 1.0)."""
+def label_subset(
+    records: list[SubjectRecord],
+    fraction: float,
+    seed: int,
+    label: Callable[[SubjectRecord], Hashable] | None = None,
+) -> list[SubjectRecord]:
+    """The nested, stage-stratified `fraction` of `records` (all of them for 1.0).
+
+    With `label` (a record's class), the subset holds at least MIN_SUBJECTS of every class.
+    """
     if fraction >= 1.0:
         return list(records)
-    return nested_order(records, seed)[: subset_size(len(records), fraction)]
+    order = nested_order(records, seed)
+    size = subset_size(len(records), fraction)
+    if label is not None:
+        size = max(size, covering_prefix(order, label))
+    return order[:size]
+
+
+def covering_prefix(order: list[SubjectRecord], label: Callable[[SubjectRecord], Hashable]) -> int:
+    """The length of the shortest prefix of `order` holding MIN_SUBJECTS of every class."""
+    labels = [label(r) for r in order]
+    need = {c: min(MIN_SUBJECTS, n) for c, n in Counter(labels).items()}
+    seen: Counter = Counter()
+    for length, c in enumerate(labels, 1):
+        seen[c] += 1
+        if all(seen[k] >= n for k, n in need.items()):
+            return length
+    return len(order)
 
 
 def in_stages(records: list[SubjectRecord], stages: list[str] | None) -> list[SubjectRecord]:

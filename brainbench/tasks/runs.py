@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict
+from brainbench.data.dataset import target_value
 from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.data.subsets import in_stages, label_subset
@@ -95,7 +97,9 @@ def select_subjects(
             f"dataset '{config.data.dataset}' has fewer than 2 subjects with {having}{within} in "
             f"the {', '.join(short)} split."
         )
-    chosen["train"] = label_subset(chosen["train"], config.label_fraction, config.split.seed)
+    spec = get_task(config.task)
+    label = partial(target_value, name=spec.target) if spec.kind == "classification" else None
+    chosen["train"] = label_subset(chosen["train"], config.label_fraction, config.split.seed, label)
     return chosen
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
+from operator import attrgetter
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +38,19 @@ def test_label_subsets_are_nested_stratified_and_at_least_two() -> None:
     assert set(stages.values()) == {1}  # 10% of 8 stages x 10: one subject per stage
     assert keys[0.1] == [r.key for r in label_subset(list(reversed(records)), 0.1, seed=0)]
     assert nested_order(records, 1) != nested_order(records, 0)
+
+
+def test_classification_subsets_hold_two_of_every_class_and_stay_nested() -> None:
+    records = _records()
+    records[-1] = dataclasses.replace(records[-1], sex="X")  # a rare third class
+    label = attrgetter("sex")
+    small, large = (label_subset(records, f, seed=0, label=label) for f in (0.01, 0.3))
+    for subset in (small, large):
+        counts = Counter(map(label, subset))
+        assert counts["M"] >= 2 and counts["F"] >= 2 and counts["X"] == 1
+    assert small == large[: len(small)]  # still a prefix of the one nested order
+    assert len(large) == len(label_subset(records, 0.3, seed=0))  # long enough already
+    assert len(label_subset(records, 0.01, seed=0)) == 2  # regression: no class rule
 
 
 def test_default_subset_keeps_the_config_digest() -> None:
