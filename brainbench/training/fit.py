@@ -223,7 +223,7 @@ class ShardedBatchSampler(Sampler[list]):
         return order[: self.draws].tolist()
 
     def __iter__(self) -> Iterator[list]:
-        order = self._order()
+        order, first_key = self._order(), self.epoch * self.draws
         for k in range(self.batches()):
             first = k * self.batch
             positions = range(first, min(first + self.batch, self.draws))
@@ -231,8 +231,7 @@ class ShardedBatchSampler(Sampler[list]):
             for j in range(self.steps):
                 start = (j * self.world + self.rank) * micro
                 mine = positions[start : start + micro]
-                key = self.epoch * self.draws
-                yield [(order[p], key + p) if self.keyed else order[p] for p in mine]
+                yield [(order[p], first_key + p) if self.keyed else order[p] for p in mine]
 
 
 class KeyedDataset(Dataset):
@@ -315,10 +314,14 @@ class ShardedData(L.LightningDataModule):
 def make_trainer(
     cfg: TrainerConfig, log_dir: Path, callbacks: list[L.Callback], **extra: Any
 ) -> L.Trainer:
-    """A Lightning Trainer from the trainer config; settings it rejects are a ConfigError."""
+    """A Lightning Trainer from the trainer config; settings it rejects are a ConfigError.
+
+    A positive `max_steps` in `extra` decides alone when training stops (no epoch cap).
+    """
+    by_steps = extra.get("max_steps", -1) > 0
     try:
         return L.Trainer(
-            max_epochs=cfg.max_epochs,
+            max_epochs=-1 if by_steps else cfg.max_epochs,
             accelerator=cfg.accelerator,
             devices=cfg.devices,
             strategy=cfg.strategy,

@@ -226,8 +226,6 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
     out = pretrained_dir(config)
     data = _datasets(config, log)
     t = config.trainer
-    if config.max_steps:  # steps, not epochs, decide when to stop
-        t = t.model_copy(update={"max_epochs": 10**6})
     batches = ShardedData(
         data["train"], data["val"], t, config.seed, site_weights(data["train"]), keyed=True
     )

@@ -134,8 +134,6 @@ def train_mae(
 ) -> dict[str, Any]:
     """Train `net` in place on random windows of `train`; returns steps, seconds, windows/s."""
     L.seed_everything(seed, workers=True, verbose=False)
-    if max_steps:  # steps, not epochs, decide when to stop
-        trainer_cfg = trainer_cfg.model_copy(update={"max_epochs": 10**6})
     train.random = True
     loader = DataLoader(
         train,
