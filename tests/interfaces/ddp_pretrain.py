@@ -11,17 +11,11 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import TINY_PRETRAIN  # this folder's (the script's own folder is on sys.path)
 
 from brainbench.training.pretrain import build_pretrain_config, pretrain
 
-TINY = {
-    "data": {"preset": "debug"},
-    "preprocess": {"spacing": 8.0, "shape": [20, 24, 20]},
-    "model": {"width": 8, "depth": 1, "groups": 4},
-    "max_steps": 3,
-    "checkpoint_every": 3,
-    "seed": 7,
-}
+TINY = TINY_PRETRAIN | {"max_steps": 3, "checkpoint_every": 3, "seed": 7}
 
 
 def main() -> None:
