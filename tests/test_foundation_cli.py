@@ -105,6 +105,7 @@ def test_builtin_suites_name_real_tasks_and_models_that_support_them(name: str):
     [
         (["run", "--suite", "mrii"], None, "unknown suite 'mrii'. Did you mean 'mri'?"),
         (["run", "mri/age", "--suite", "mri"], None, "give tasks or --suite mri, not both"),
+        (["run", "--suite", "/no/such/suite.yaml"], None, "/no/such/suite.yaml does not exist"),
         (
             ["run", "--suite", "SUITE"],
             "tasks:\n  mri/age:\n    models: [{model: sfcn, init: mae3d_cnn}]\n",
