@@ -1,11 +1,14 @@
 """brainlm: a masked autoencoder over parcel x time matrices (BrainLM-style).
 
 Each parcel's series is cut into patches of `patch` time points. A token is a linear embedding
-of its patch + a linear embedding of its parcel's xyz coordinate + a sin/cos encoding of the
-patch's time index. A CLS token is prepended; a random `mask_ratio` of the tokens (the same
-count per sample) is hidden, and the transformer encoder sees only the visible ones (pre-norm
-blocks on torch's scaled_dot_product_attention). A lighter decoder adds mask tokens back at the
-hidden positions and predicts every patch; the loss is the MSE on the masked patches.
+of its patch + an embedding of its parcel (Fourier features of the xyz coordinate through an
+MLP, plus a learned vector per atlas parcel) + a sin/cos encoding of the patch's time index.
+A CLS token is prepended; a random `mask_ratio` of the tokens (the same count per sample) is
+hidden, and the transformer encoder sees only the visible ones (pre-norm blocks on torch's
+scaled_dot_product_attention). The decoder puts mask tokens back at the hidden positions and
+runs axial blocks on the parcel x patch grid: attention across the parcels of one time patch
+(keys: the visible tokens), then across the patches of one parcel. The loss is the MSE on the
+masked patches. Why this shape: docs/brainlm_diagnosis.md.
 
 Embeddings: `encode` (CLS, or mean of the tokens) and `parcel_embeddings` (mean over each
 parcel's time patches), always from the whole, unmasked window; `parcel_attention` is the
@@ -24,8 +27,6 @@ from torch import Tensor, nn
 from brainbench.config import StrictModel
 from brainbench.errors import DataError
 
-COORD_SCALE_MM = 100.0  # xyz in MNI mm are divided by this before their linear embedding
-
 
 class BrainLMConfig(StrictModel):
     """The network (shared by pretraining and every downstream protocol)."""
@@ -34,11 +35,17 @@ class BrainLMConfig(StrictModel):
     width: int = Field(64, ge=8, description="encoder token width")
     depth: int = Field(4, ge=1, description="encoder blocks")
     heads: int = Field(4, ge=1, description="encoder attention heads; must divide width")
-    decoder_width: int = Field(32, ge=8, description="decoder token width")
-    decoder_depth: int = Field(2, ge=1, description="decoder blocks")
+    decoder_width: int = Field(64, ge=8, description="decoder token width")
+    decoder_depth: int = Field(2, ge=1, description="decoder blocks (parcel, then time attention)")
     decoder_heads: int = Field(4, ge=1, description="decoder attention heads")
     mlp_ratio: float = Field(4.0, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    coord_bandwidth_mm: float = Field(
+        25.0, gt=0, description="length scale of the Fourier features of a parcel's xyz"
+    )
+    parcel_embedding: bool = Field(
+        True, description="add a learned embedding per parcel of the atlas to its xyz embedding"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BrainLMConfig:
@@ -67,10 +74,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.dropout = dropout
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keys: Tensor | None = None) -> Tensor:
+        """Self-attention over x (B, N, width); `keys` (B, N) bool limits what is attended to."""
         b, n, w = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout * self.training)
+        allowed = None if keys is None else keys[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout * self.training
+        )
         return self.proj(out.transpose(1, 2).reshape(b, n, w))
 
     def weights(self, x: Tensor) -> Tensor:
@@ -78,6 +89,13 @@ class Attention(nn.Module):
         b, n, w = x.shape
         q, k, _ = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
         return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(w // self.heads), dim=-1)
+
+
+def _mlp(width: int, ratio: float, dropout: float) -> nn.Sequential:
+    hidden = int(width * ratio)
+    return nn.Sequential(
+        nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+    )
 
 
 class Block(nn.Module):
@@ -88,21 +106,80 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(width)
         self.attn = Attention(width, heads, dropout)
         self.norm2 = nn.LayerNorm(width)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
-        )
+        self.mlp = _mlp(width, mlp_ratio, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
+class AxialBlock(nn.Module):
+    """Pre-norm block on a (B, parcels, patches, width) grid: attention across the parcels of
+    each time patch, then across the time patches of each parcel, then an MLP.
+
+    A hidden token finds the visible tokens of the same time in one step, and a step costs
+    parcels * patches * (parcels + patches) instead of (parcels * patches)^2.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.norm_space = nn.LayerNorm(width)
+        self.space = Attention(width, heads, dropout)
+        self.norm_time = nn.LayerNorm(width)
+        self.time = Attention(width, heads, dropout)
+        self.norm_mlp = nn.LayerNorm(width)
+        self.mlp = _mlp(width, mlp_ratio, dropout)
+
+    def forward(self, x: Tensor, visible: Tensor) -> Tensor:
+        """`visible` (B, parcels, patches) bool: the tokens the parcel attention may look at."""
+        b, p, n, w = x.shape
+        keys = visible.transpose(1, 2).reshape(b * n, p)
+        keys = keys | ~keys.any(dim=1, keepdim=True)  # a time with no visible parcel: all
+        across = self.norm_space(x.transpose(1, 2).reshape(b * n, p, w))
+        x = x + self.space(across, keys).view(b, n, p, w).transpose(1, 2)
+        along = x.reshape(b * p, n, w)
+        x = x + self.time(self.norm_time(along)).view(b, p, n, w)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class ParcelEmbedding(nn.Module):
+    """(parcels, width): where a parcel is and which parcel it is.
+
+    Random Fourier features of the xyz coordinate (fixed frequencies at `bandwidth_mm`) through
+    an MLP, so that any smooth function of position (a network spread over the brain, say) can
+    be represented, plus, optionally, a learned vector per parcel of the atlas. That vector
+    starts as a unit-variance random code: from zero, or from the coordinates alone, every
+    parcel first looks alike to the attention and training sits at the mean of all parcels for
+    hundreds of steps (docs/brainlm_diagnosis.md).
+    """
+
+    FEATURES = 32
+
+    def __init__(self, n_parcels: int, width: int, bandwidth_mm: float, per_parcel: bool) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        freq = torch.randn(3, self.FEATURES, generator=generator) / bandwidth_mm
+        self.register_buffer("freq", freq)
+        self.mlp = nn.Sequential(nn.Linear(2 * self.FEATURES, width), nn.GELU())
+        self.out = nn.Linear(width, width)
+        self.parcel = nn.Parameter(torch.randn(n_parcels, width)) if per_parcel else None
+
+    def forward(self, coords: Tensor) -> Tensor:
+        angles = 2 * math.pi * coords @ self.freq
+        out = self.out(self.mlp(torch.cat([angles.sin(), angles.cos()], dim=-1)))
+        return out if self.parcel is None else out + self.parcel
+
+
 def random_mask(batch: int, n_tokens: int, ratio: float, generator=None, device=None) -> Tensor:
-    """(batch, n_tokens) bool, True = hidden: round(ratio * n_tokens) random tokens per sample."""
+    """(batch, n_tokens) bool, True = hidden: round(ratio * n_tokens) random tokens per sample.
+
+    Drawn on `device` (the generator's device when one is given).
+    """
     k = min(n_tokens - 1, max(1, round(ratio * n_tokens)))
-    order = torch.rand(batch, n_tokens, generator=generator).argsort(dim=1)[:, :k]
-    return torch.zeros(batch, n_tokens, dtype=torch.bool).scatter_(1, order, True).to(device)
+    where = generator.device if generator is not None else device
+    order = torch.rand(batch, n_tokens, generator=generator, device=where).argsort(dim=1)[:, :k]
+    mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=where)
+    return mask.scatter_(1, order, True).to(device)
 
 
 def future_mask(batch: int, n_parcels: int, n_patches: int, horizon: int, device=None) -> Tensor:
@@ -119,9 +196,9 @@ class BrainLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("coords", torch.as_tensor(coords, dtype=torch.float32))
-        w, dw = cfg.width, cfg.decoder_width
+        w, dw, p = cfg.width, cfg.decoder_width, len(self.coords)
         self.patch_embed = nn.Linear(cfg.patch, w)
-        self.xyz_embed = nn.Linear(3, w)
+        self.parcel_embed = ParcelEmbedding(p, w, cfg.coord_bandwidth_mm, cfg.parcel_embedding)
         self.cls = nn.Parameter(torch.zeros(1, 1, w))
         self.blocks = nn.ModuleList(
             Block(w, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)
@@ -129,9 +206,9 @@ class BrainLM(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.decoder_embed = nn.Linear(w, dw)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dw))
-        self.decoder_xyz = nn.Linear(3, dw)
+        self.decoder_parcel = ParcelEmbedding(p, dw, cfg.coord_bandwidth_mm, cfg.parcel_embedding)
         self.decoder_blocks = nn.ModuleList(
-            Block(dw, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout)
+            AxialBlock(dw, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout)
             for _ in range(cfg.decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(dw)
@@ -157,17 +234,16 @@ class BrainLM(nn.Module):
             )
         return x.view(b, p, t // self.cfg.patch, self.cfg.patch)
 
-    def _position(self, linear: nn.Linear, n_patches: int, width: int) -> Tensor:
-        """(parcels * patches, width): the xyz embedding + the time encoding of every token."""
-        xyz = linear(self.coords / COORD_SCALE_MM)[:, None]
+    def _position(self, parcel: ParcelEmbedding, n_patches: int, width: int) -> Tensor:
+        """(parcels * patches, width): the parcel embedding + the time encoding of every token."""
         time = time_encoding(n_patches, width, self.coords.device)[None]
-        return (xyz + time).flatten(0, 1)
+        return (parcel(self.coords)[:, None] + time).flatten(0, 1)
 
     def _embed(self, patches: Tensor, keep: Tensor | None) -> Tensor:
         """Encoder input (B, 1 + visible, width); `keep` (B, visible) indexes visible tokens."""
         b, p, n, _ = patches.shape
         tokens = self.patch_embed(patches).flatten(1, 2)
-        tokens = tokens + self._position(self.xyz_embed, n, self.cfg.width)
+        tokens = tokens + self._position(self.parcel_embed, n, self.cfg.width)
         if keep is not None:
             tokens = tokens.gather(1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
         return torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
@@ -190,15 +266,15 @@ class BrainLM(nn.Module):
         if not bool((counts == counts[0]).all()) or int(counts[0]) == 0:
             raise ValueError("every sample must keep the same, non-zero number of tokens")
         keep = (~mask).nonzero()[:, 1].view(b, -1)
-        latent = self._encode_tokens(patches, keep)
-        y = self.decoder_embed(latent)
+        y = self.decoder_embed(self._encode_tokens(patches, keep)[:, 1:])
         full = self.mask_token.expand(b, p * n, -1).clone()
-        full.scatter_(1, keep[..., None].expand(-1, -1, y.shape[-1]), y[:, 1:])
-        full = full + self._position(self.decoder_xyz, n, self.cfg.decoder_width)
-        y = torch.cat([y[:, :1], full], dim=1)
+        full.scatter_(1, keep[..., None].expand(-1, -1, y.shape[-1]), y)
+        full = full + self._position(self.decoder_parcel, n, self.cfg.decoder_width)
+        grid = full.view(b, p, n, -1)
+        visible = ~mask.view(b, p, n)
         for block in self.decoder_blocks:
-            y = block(y)
-        return self.head(self.decoder_norm(y[:, 1:])).view(b, p, n, self.cfg.patch)
+            grid = block(grid, visible)
+        return self.head(self.decoder_norm(grid))
 
     def masked_loss(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(MSE on the hidden patches, prediction) for x and mask."""
