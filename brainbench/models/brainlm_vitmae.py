@@ -1,11 +1,18 @@
-"""brainlm_vitmae: the published BrainLM checkpoints (Hugging Face ViTMAE) as a frozen encoder.
+"""brainlm_vitmae: published BrainLM checkpoints (a local Hugging Face folder) as a frozen encoder.
 
-Those models take the parcel x time matrix as an image: parcels ordered by their Y (anterior-
-posterior) coordinate, robust-scaled, repeated to 3 channels and zero-padded to the square
-`image_size` of the checkpoint (424 parcels x 200 time points for the released ones). The
-checkpoint is read from a local folder (`config.json` + weights, as `save_pretrained` writes)
-through transformers with `local_files_only`; nothing is downloaded. Embeddings (CLS or the
-mean of the patch tokens, no masking) feed the same probes as `brainlm_probe`.
+config.json's `model_type` says which network a checkpoint is (vandijklab/brainlm on the hub):
+
+- `brainlm_mae` (`BrainLMForPretraining`, the `old_13M` folder): BrainLM's own network
+  (brainlm_reference.py): patches of 20 time points per parcel, the parcels in the atlas's own
+  order with their xyz coordinates.
+- `vit_mae` (`ViTMAEForPreTraining`, `vitmae_111M` / `vitmae_650M`): the parcel x time matrix
+  as an image, as the reference's `modeling_vit_mae_with_padding.py` and tutorial build it:
+  parcels ordered by their Y coordinate, repeated to 3 channels, centred in the square
+  `image_size` and padded with -1.
+
+Every tensor of the weights file is loaded by name and shape (hf_checkpoint.load_whole), or the
+load is refused. Embeddings (CLS or the mean of the tokens, no masking) feed the same probes as
+`brainlm_probe`. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -20,31 +27,27 @@ from torch import Tensor, nn
 from brainbench.config import TrainerConfig
 from brainbench.errors import DataError
 from brainbench.models.brainlm_estimators import BrainLMProbe, BrainLMProbeConfig
+from brainbench.models.brainlm_reference import MODEL_TYPE, BrainLMReference
+from brainbench.models.hf_checkpoint import LoadReport, load_whole, read_config, read_state_dict
 from brainbench.models.probe import ProbeEstimator
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
 
-
-def load_vitmae(folder: Path) -> nn.Module:
-    """The ViTMAEModel (encoder) of a local checkpoint folder, with masking switched off."""
-    from transformers import ViTMAEConfig, ViTMAEModel
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise DataError(
-            f"{folder} is not a Hugging Face checkpoint folder (no config.json); download the "
-            "BrainLM checkpoint and give its local folder as model.init."
-        )
-    try:
-        config = ViTMAEConfig.from_pretrained(folder, local_files_only=True)
-        config.mask_ratio = 0.0
-        return ViTMAEModel.from_pretrained(folder, config=config, local_files_only=True).eval()
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot load the ViTMAE checkpoint in {folder}: {exc}") from None
+PAD_VALUE = -1.0  # the reference pads the image with -1
+# transformers 4.x ViTMAE names (the published checkpoints) -> the installed version's, if newer
+VITMAE_RENAMES = (
+    ("encoder.layer.", "layers."),
+    ("attention.attention.query", "attention.q_proj"),
+    ("attention.attention.key", "attention.k_proj"),
+    ("attention.attention.value", "attention.v_proj"),
+    ("attention.output.dense", "attention.o_proj"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+)
 
 
 def vitmae_image(x: Tensor, coords: np.ndarray, image_size: int) -> Tensor:
-    """(B, parcels, time) scaled windows -> (B, 3, S, S) images: Y-ordered rows, zero padding."""
+    """(B, parcels, time) scaled windows -> (B, 3, S, S) images: Y-ordered rows, centred, -1 pad."""
     b, p, t = x.shape
     if p > image_size or t > image_size:
         raise DataError(
@@ -53,13 +56,68 @@ def vitmae_image(x: Tensor, coords: np.ndarray, image_size: int) -> Tensor:
             f"(e.g. 200)."
         )
     order = torch.from_numpy(np.argsort(np.asarray(coords)[:, 1], kind="stable"))
-    image = torch.zeros(b, 3, image_size, image_size, dtype=x.dtype)
-    image[:, :, :p, :t] = x[:, order][:, None]
+    top, left = (image_size - p) // 2, (image_size - t) // 2
+    image = torch.full((b, 3, image_size, image_size), PAD_VALUE, dtype=x.dtype)
+    image[:, :, top : top + p, left : left + t] = x[:, order][:, None]
     return image
 
 
+class ViTMAEImage(nn.Module):
+    """A ViTMAE checkpoint's `vit` (encoder) and optionally `decoder`, on the image view."""
+
+    def __init__(self, config: Any, decoder: bool) -> None:
+        from transformers import ViTMAEModel
+        from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder
+
+        super().__init__()
+        self.vit = ViTMAEModel(config)
+        patches = self.vit.embeddings.patch_embeddings.num_patches
+        self.decoder = ViTMAEDecoder(config, num_patches=patches) if decoder else None
+
+    def encode(self, x: Tensor, coords: Tensor, pooling: str) -> Tensor:
+        """(B, hidden) CLS or mean patch-token embedding; no masking, no shuffling."""
+        size = self.vit.config.image_size
+        size = size[0] if isinstance(size, list | tuple) else size
+        n_patches = self.vit.embeddings.patch_embeddings.num_patches
+        order = torch.arange(n_patches, dtype=torch.float32).expand(len(x), -1)
+        image = vitmae_image(x, coords.numpy(), size)
+        out = self.vit(pixel_values=image, noise=order).last_hidden_state
+        return out[:, 0] if pooling == "cls" else out[:, 1:].mean(dim=1)
+
+
+def _build(folder: Path, config: dict[str, Any], decoder: bool) -> tuple[nn.Module, tuple]:
+    """The (meta-device) network config.json describes, and the renames its weights need."""
+    kind = config.get("model_type")
+    if kind == MODEL_TYPE:
+        return BrainLMReference(config, decoder=decoder), ()
+    if kind == "vit_mae":
+        from transformers import ViTMAEConfig
+
+        vit_config = ViTMAEConfig.from_dict(config)
+        vit_config.mask_ratio = 0.0
+        return ViTMAEImage(vit_config, decoder), VITMAE_RENAMES
+    raise DataError(
+        f"{folder / 'config.json'} has model_type {kind!r}; brainlm_vitmae reads BrainLM "
+        f"checkpoints of model_type '{MODEL_TYPE}' (BrainLMForPretraining) or 'vit_mae'."
+    )
+
+
+def load_checkpoint(folder: Path) -> tuple[nn.Module, LoadReport]:
+    """The network of a local checkpoint folder with all its weights, and what was matched."""
+    folder = Path(folder)
+    config = read_config(folder)
+    state, file = read_state_dict(folder)
+    if state and not any(k.startswith("vit.") for k in state):  # an encoder saved on its own
+        state = {f"vit.{k}": v for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    with torch.device("meta"):
+        model, renames = _build(folder, config, any(k.startswith("decoder.") for k in state))
+    report = load_whole(model, state, file, renames)
+    return model.eval().requires_grad_(False), report
+
+
 class ViTMAEEncoder(nn.Module):
-    """encode(x) -> (B, hidden) with a ViTMAE; `coords` (parcels, 3) set before use."""
+    """encode(x) -> (B, hidden) with a loaded checkpoint; `coords` (parcels, 3) set before use."""
 
     def __init__(self, model: nn.Module, pooling: str, parcels: int | None = None) -> None:
         super().__init__()
@@ -75,13 +133,8 @@ class ViTMAEEncoder(nn.Module):
                 f"the checkpoint was trained on {self.parcels} parcels but the data has "
                 f"{x.shape[1]}; parcellate with the checkpoint's atlas."
             )
-        size = self.model.config.image_size
-        size = size[0] if isinstance(size, list | tuple) else size
-        n_patches = (size // self.model.config.patch_size) ** 2
-        order = torch.arange(n_patches, dtype=torch.float32).expand(len(x), -1)  # no shuffling
-        out = self.model(pixel_values=vitmae_image(x, self.coords, size), noise=order)
-        out = out.last_hidden_state
-        return out[:, 0] if self.pooling == "cls" else out[:, 1:].mean(dim=1)
+        coords = torch.as_tensor(np.asarray(self.coords), dtype=torch.float32)
+        return self.model.encode(x.float(), coords, self.pooling)
 
 
 class ViTMAEProbeConfig(BrainLMProbeConfig):
@@ -89,22 +142,28 @@ class ViTMAEProbeConfig(BrainLMProbeConfig):
 
 
 class ViTMAEProbe(BrainLMProbe):
-    """BrainLMProbe whose frozen encoder is a Hugging Face ViTMAE checkpoint."""
+    """BrainLMProbe whose frozen encoder is a published BrainLM checkpoint."""
 
     def __init__(self, params: ViTMAEProbeConfig, task: TaskSpec) -> None:
-        encoder = ViTMAEEncoder(load_vitmae(params.init), params.pooling, params.parcels)
-        ProbeEstimator.__init__(self, encoder, params, task)
+        model, self.report = load_checkpoint(params.init)
+        ProbeEstimator.__init__(
+            self, ViTMAEEncoder(model, params.pooling, params.parcels), params, task
+        )
 
     def embed(self, data: Any) -> np.ndarray:
         self.encoder.coords = data.coords
         return super().embed(data)
+
+    def fit(self, train: Any, val: Any, *, seed: int, run_dir: Path) -> dict[str, Any]:
+        info = super().fit(train, val, seed=seed, run_dir=run_dir)
+        return info | {"checkpoint_tensors": len(self.report.matched)}
 
 
 @register_model(
     "brainlm_vitmae",
     kind="sklearn",
     config=ViTMAEProbeConfig,
-    description="Published BrainLM (HF ViTMAE, local folder) embeddings -> linear / MLP / kNN",
+    description="Published BrainLM checkpoint (local HF folder) embeddings -> linear / MLP / kNN",
     task_kinds=("regression", "classification"),
     protocol=lambda params: f"{params.head}_probe",
 )
@@ -117,6 +176,6 @@ def build_brainlm_vitmae(
 @torch.inference_mode()
 def vitmae_embeddings(folder: Path, windows: Tensor, coords: np.ndarray, pooling: str = "cls"):
     """(B, hidden) embeddings of scaled (B, parcels, time) windows by the checkpoint at `folder`."""
-    encoder = ViTMAEEncoder(load_vitmae(folder), pooling)
+    encoder = ViTMAEEncoder(load_checkpoint(folder)[0], pooling)
     encoder.coords = coords
     return encoder.encode(windows)
