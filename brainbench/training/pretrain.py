@@ -161,9 +161,17 @@ class MAEModule(L.LightningModule):
         local, whole = view_losses(self.net, x, self.cfg, generator, centre=centre)
         return (local.loss + whole.loss) / 2
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, _, keys = batch
-        generators = sample_generators(self.cfg.seed, keys.tolist())
+    def on_before_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        """Keyed (training) batches: the draw keys become generators while still on the CPU."""
+        if len(batch) == 3:
+            x, y, keys = batch
+            return x, y, sample_generators(self.cfg.seed, keys.tolist())
+        return batch
+
+    def training_step(
+        self, batch: tuple[Tensor, Tensor, list[torch.Generator]], batch_idx: int
+    ) -> Tensor:
+        x, _, generators = batch
         x = augment_volumes(x, self.cfg.augment, generators)
         loss = self._loss(x, generators, centre=False)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(x), sync_dist=True)
