@@ -82,15 +82,21 @@ def affine_warp(x: Tensor, matrices: Tensor) -> Tensor:
 
     Output voxel v (centred, voxel units) takes the trilinear value of the input at M v; outside
     the grid is 0. The map acts in voxel units, so rotations stay rigid on non-cubic grids.
-    One affine_grid/grid_sample call for the batch, on x's device.
+    One grid_sample call for the batch, on x's device.
     """
-    size = torch.tensor(x.shape[2:], dtype=matrices.dtype, device=matrices.device).flip(0)
-    perm = [2, 1, 0]  # affine_grid orders coordinates z, y, x
-    m = matrices[:, perm][:, :, perm]
-    theta = torch.diag(1 / size) @ m @ torch.diag(size)  # normalised coordinates
-    theta = torch.cat([theta, theta.new_zeros(len(x), 3, 1)], dim=2).to(x.device, x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    size = torch.tensor(x.shape[2:], dtype=matrices.dtype, device=matrices.device)
+    # in grid_sample's normalised coordinates (-1 to 1 across the grid), rows ordered z, y, x
+    theta = (matrices * size / size[:, None]).flip(1).to(x.device, x.dtype)
+    grid = sum(  # theta @ (u, v, w) at every voxel, built by broadcasting (cheaper than bmm)
+        theta[:, None, None, None, :, axis] * _voxel_centres(n, x).view(-1, *[1] * (3 - axis))
+        for axis, n in enumerate(x.shape[2:])
+    )
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _voxel_centres(n: int, like: Tensor) -> Tensor:
+    """The normalised coordinates of n voxel centres (align_corners=False), on like's device."""
+    return (2 * torch.arange(n, device=like.device, dtype=like.dtype) + 1) / n - 1
 
 
 def random_affine(
