@@ -56,7 +56,7 @@ from brainbench.stages import STAGE_NAMES
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
 from brainbench.training.fit import ShardedData, make_trainer, quiet_lightning
 from brainbench.training.masking import MaskedOutput, default_crop, two_views
-from brainbench.training.randomness import Generators, sample_generators
+from brainbench.training.randomness import Generators
 
 EVAL_SEED = 1234  # masks and slices of the held-out evaluation: the same for every run
 
@@ -160,13 +160,6 @@ class MAEModule(L.LightningModule):
     def _loss(self, x: Tensor, generator: Generators = None, *, centre: bool) -> Tensor:
         local, whole = view_losses(self.net, x, self.cfg, generator, centre=centre)
         return (local.loss + whole.loss) / 2
-
-    def on_before_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
-        """Keyed (training) batches: the draw keys become generators while still on the CPU."""
-        if len(batch) == 3:
-            x, y, keys = batch
-            return x, y, sample_generators(self.cfg.seed, keys.tolist())
-        return batch
 
     def training_step(
         self, batch: tuple[Tensor, Tensor, list[torch.Generator]], batch_idx: int

@@ -7,6 +7,7 @@ that is a host sync. A step that runs here makes every tensor on its input's dev
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from brainbench.models.mae import BACKBONES
 from brainbench.registry import MODELS, load_plugins
 from brainbench.tasks import TaskSpec
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes, shift_and_mirror
+from brainbench.training.fit import ShardedData
 from brainbench.training.masking import patch_mask, two_views
 from brainbench.training.module import TrainingModule
 from brainbench.training.pretrain import MAEModule, pretrain_config_class, resolve_crop
@@ -164,5 +166,7 @@ def test_pretraining_step_runs_on_the_input_device(name: str) -> None:
     net = BACKBONES[name].network(config.model)
     module = MAEModule(resolve_crop(config, net), net, n_steps=1).to(META)
     volumes = torch.rand(2, 1, 12, 12, 12)
-    batch = module.on_before_batch_transfer((volumes, torch.zeros(2), torch.tensor([5, 9])), 0)
+    data = ShardedData(None, None, TrainerConfig(), config.seed, keyed=True)
+    data.trainer = SimpleNamespace(training=True)
+    batch = data.on_before_batch_transfer((volumes, torch.zeros(2), torch.tensor([5, 9])), 0)
     step_on_meta(module, move_data_to_device(batch, META), (volumes.to(META), torch.zeros(2)))
