@@ -121,7 +121,7 @@ def random_upper_percentile(
     largest values of each volume/channel (one topk for the batch, on x's device).
     """
     q = (_uniform(tuple(x.shape[:2]), low, high, generator) / 100).float().to(x.device)
-    values = x.flatten(2)
+    values = x.flatten(2).float()
     foreground = values > 0
     count = foreground.sum(-1)
     position = q * (count - 1).clamp_min(0)  # in the ascending foreground values
@@ -135,7 +135,7 @@ def random_upper_percentile(
 
     percentile = torch.lerp(from_top(below), from_top(position.ceil()), weight)
     percentile = torch.where(count > 0, percentile, 1.0)
-    return (x / percentile.clamp_min(1e-6)[..., None, None, None]).clamp(0, 1)
+    return (x / percentile.clamp_min(1e-6).to(x.dtype)[..., None, None, None]).clamp(0, 1)
 
 
 def augment_volumes(x: Tensor, cfg: VolumeAugmentConfig, generator: Generators = None) -> Tensor:

@@ -36,6 +36,7 @@ def test_augmentation_follows_the_device() -> None:
     x = torch.rand(2, 1, 12, 12, 12, device=META)
     assert augment_volumes(x, VolumeAugmentConfig(), sample_generators(0, [3, 4])).is_meta
     assert augment_volumes(x, VolumeAugmentConfig(), torch.Generator().manual_seed(0)).is_meta
+    assert augment_volumes(x.half(), VolumeAugmentConfig()).dtype == torch.half  # 16-true
     assert shift_and_mirror(x).is_meta
 
 
