@@ -9,7 +9,7 @@ the process (steadier than wall time on a shared machine), medians over `--steps
 call every part in turn, after a warm-up round. The script calls only functions older versions
 have too, so pointing PYTHONPATH at another checkout measures that version.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/pretrain_step.py --threads 2
+    PYTHONPATH=. .venv/bin/python benchmarks/pretrain_step.py --threads 1
 """
 
 from __future__ import annotations
@@ -52,12 +52,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(40, 48, 40), help="volume grid")
     parser.add_argument("--batch", type=int, default=4, help="volumes per step")
+    parser.add_argument("--width", type=int, default=32, help="model.width (reference: 512)")
+    parser.add_argument("--depth", type=int, default=3, help="model.depth (reference: 8)")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="CPU time counts idle spin too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = PretrainConfig(preprocess={"shape": tuple(args.shape)})
+    model = {"width": args.width, "depth": args.depth}
+    config = PretrainConfig(model=model, preprocess={"shape": tuple(args.shape)})
     net = MAE3D(config.model)
     config = resolve_crop(config, net)
     x, keys = brains(args.batch, tuple(args.shape)), list(range(args.batch))
@@ -91,8 +94,9 @@ def main() -> None:
     }
     seconds = median_seconds({"step": step, "forward + backward": network} | parts, args.steps)
     print(
-        f"mae3d_cnn pretraining step: batch {args.batch}, {tuple(args.shape)} volumes, "
-        f"crop {config.crop_size}^3, {args.threads} threads, CPU ms (median of {args.steps})"
+        f"mae3d_cnn (width {args.width}, depth {args.depth}) pretraining step: batch "
+        f"{args.batch}, {tuple(args.shape)} volumes, crop {config.crop_size}^3, {args.threads} "
+        f"threads, CPU ms (median of {args.steps})"
     )
     for name, value in seconds.items():
         print(f"{'  ' * (name in parts) + name:<22}{value * 1000:>9.1f}")
