@@ -1,7 +1,7 @@
 """Training augmentation for whole-brain volumes (B, C, X, Y, Z in RAS).
 
 `shift_and_mirror` preserves labels (supervised training); `augment_volumes` is the pretraining
-augmentation of the masked autoencoders: random flips, a small rotation/zoom (torch affine_grid)
+augmentation of the masked autoencoders: random flips, a small rotation/zoom (torch grid_sample)
 and a percentile renormalisation whose upper percentile is drawn at random. Random parameters
 are drawn per sample on the CPU (a few numbers each); the voxel work runs batched on the
 volumes' device.
@@ -102,8 +102,11 @@ def _voxel_centres(n: int, like: Tensor) -> Tensor:
 def random_affine(
     x: Tensor, flip: float, rotation: float, scale: float, generator: Generators = None
 ) -> Tensor:
-    """Flip each axis with probability `flip`, rotate by up to `rotation` degrees per axis and
-    zoom by 1 +/- `scale`: per-sample draws, one resampling of the batch."""
+    """Random flips, rotations and zooms of each volume, in one resampling of the batch.
+
+    Each axis flips with probability `flip`, rotates by up to `rotation` degrees and zooms by
+    1 +/- `scale`; the parameters are drawn per sample.
+    """
     n = len(x)
     flips = batch_rand(n, 3, generator=generator) < flip
     angles = torch.deg2rad(_uniform((n, 3), -rotation, rotation, generator))

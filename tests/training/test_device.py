@@ -61,9 +61,10 @@ MODEL_CASES = {
     "mae2d": (BACKBONE_PARAMS["mae2d"], "regression"),
     "mae3d_vit": (BACKBONE_PARAMS["mae3d_vit"], "regression"),
     "fusion": ({"inputs": ["T1w"], "channels": [4], "hidden": 8}, "regression"),
+    # whole-volume inference: MONAI's sliding-window weights cannot be built on meta tensors
     "unet": ({"channels": [4, 8], "strides": [2]}, "segmentation"),
     "mae3d_unet": ({"width": 8, "depth": 1, "groups": 4, "skip_channels": 4}, "synthesis"),
-    # the per-subject layer groups samples by subject on the host (see fmri_mlp.SubjectLinear)
+    # the per-subject layer groups a batch by subject on the host (a sync, not a device error)
     "fmri_mlp": ({"hidden": 16, "subject_layer": False}, "retrieval"),
     "brainlm": ({"patch": 4, "width": 8, "depth": 1, "heads": 2, "decoder_width": 8}, "regression"),
 }
