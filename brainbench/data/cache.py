@@ -1,7 +1,9 @@
 """On-disk cache of preprocessed volumes, keyed by file content and preprocessing config.
 
 Entries are `<key>.npy` plus `<key>.crc32` (checksum of the .npy bytes), written atomically;
-an entry whose checksum does not match (corrupted, truncated) is rebuilt.
+an entry whose checksum does not match (corrupted, truncated) is rebuilt. A process checks an
+entry's checksum once while the file keeps its modification time and size, so later epochs
+only read it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class VolumeCache:
         self.hits = 0
         self.misses = 0
         self._hashes: dict[tuple[str, int, int], str] = {}
+        self._verified: set[tuple[str, int, int]] = set()
 
     def content_hash(self, path: Path) -> str:
         """sha256 of a file, memoised on (path, mtime, size) so an epoch does not re-hash."""
@@ -116,17 +119,16 @@ class VolumeCache:
         except DataError as exc:
             raise DataError(f"image {path}: {exc}") from None
 
-    @staticmethod
-    def _read(entry: Path) -> np.ndarray | None:
+    def _read(self, entry: Path) -> np.ndarray | None:
         """The stored array, or None when absent or failing its checksum."""
         try:
-            data = entry.read_bytes()
-            expected = entry.with_suffix(".crc32").read_text().strip()
-        except OSError:
-            return None
-        if str(zlib.crc32(data)) != expected:
-            return None
-        try:
-            return np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError:
+            stat = entry.stat()
+            memo = (str(entry), stat.st_mtime_ns, stat.st_size)
+            if memo not in self._verified:
+                checksum = entry.with_suffix(".crc32").read_text().strip()
+                if str(zlib.crc32(entry.read_bytes())) != checksum:
+                    return None
+                self._verified.add(memo)
+            return np.load(entry, allow_pickle=False)
+        except (OSError, ValueError):
             return None

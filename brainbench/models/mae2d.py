@@ -32,10 +32,9 @@ class MAE2DConfig(MAE3DConfig):
 
 def slice_stacks(x: Tensor, slices: int, centres: Tensor) -> Tensor:
     """(B, C * slices, X, Y): for volume i the `slices` axial slices around centres[i]."""
-    half = slices // 2
-    offsets = torch.arange(-half, half + 1)
-    stacks = [x[i, :, :, :, int(z) + offsets] for i, z in enumerate(centres)]  # (C, X, Y, S)
-    return torch.stack(stacks).permute(0, 1, 4, 2, 3).flatten(1, 2)
+    first = centres.to(x.device) - slices // 2
+    stacks = x.unfold(4, slices, 1)[torch.arange(len(x), device=x.device), ..., first, :]
+    return stacks.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, C, X, Y, S) -> (B, C * S, X, Y)
 
 
 class Encoder2D(nn.Module):
@@ -52,17 +51,14 @@ class Encoder2D(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         b, z = len(x), x.shape[-1]
-        half = self.slices // 2
         if z < self.slices:
             raise ConfigError(
                 f"mae2d needs at least {self.slices} axial slices, the volume has {z}; enlarge "
                 "preprocess.shape or lower model.slices."
             )
-        centres = torch.arange(half, z - half)
-        stacks = torch.cat(
-            [slice_stacks(x, self.slices, centres.new_full((b,), c)) for c in centres]
-        )
-        return self.net.encode(stacks).view(len(centres), b, -1).mean(dim=0)
+        stacks = x.unfold(4, self.slices, 1)  # (B, C, X, Y, centres, S)
+        stacks = stacks.permute(4, 0, 1, 5, 2, 3).flatten(2, 3).flatten(0, 1)
+        return self.net.encode(stacks).view(z - self.slices + 1, b, -1).mean(dim=0)
 
 
 class MAE2D(nn.Module):
@@ -89,7 +85,7 @@ class MAE2D(nn.Module):
         b, c, z, half = len(view), view.shape[1], view.shape[-1], self.slices // 2
         centres = half + (batch_rand(b, generator=generator) * (z - 2 * half)).long()
         stacks = slice_stacks(view, self.slices, centres)
-        mask = patch_mask((b, 1, *view.shape[2:4]), patch, ratio, generator).to(view.device)
+        mask = patch_mask((b, 1, *view.shape[2:4]), patch, ratio, generator, view.device)
         masked = stacks.masked_fill(mask, 0.0)
         recon = self(masked)
         target = stacks.view(b, c, self.slices, *stacks.shape[2:])[:, :, half]

@@ -191,7 +191,7 @@ class MAE3D(nn.Module):
     ) -> MaskedOutput:
         """Zero `ratio` of the patch^3 patches of `view`, reconstruct, MSE on the masked voxels."""
         check_patch(tuple(view.shape[2:]), patch, self.mask_unit, "mae3d_cnn mask patch")
-        mask = patch_mask(view.shape, patch, ratio, generator).to(view.device)
+        mask = patch_mask(view.shape, patch, ratio, generator, view.device)
         masked = view.masked_fill(mask, 0.0)
         recon = self(masked)
         return MaskedOutput(masked_mse(recon, view, mask), view, masked, recon)

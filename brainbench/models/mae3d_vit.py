@@ -12,6 +12,8 @@ patch may span several tokens (8^3 local patches over 4^3 tokens).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 
 from brainbench.config import StrictModel
 from brainbench.models.mae import register_backbone
-from brainbench.training.masking import MaskedOutput, check_patch, patch_mask
+from brainbench.training.masking import MaskedOutput, check_patch, masked_count, patch_mask
 from brainbench.training.randomness import Generators
 
 
@@ -43,11 +45,16 @@ class MAE3DViTConfig(StrictModel):
         return self
 
 
-def sincos_position(grid: tuple[int, int, int], dim: int) -> Tensor:
+def sincos_position(
+    grid: tuple[int, int, int], dim: int, device: torch.device | None = None
+) -> Tensor:
     """(prod(grid), dim) fixed embeddings: dim/3 sin/cos features per axis (dim % 6 == 0)."""
     per_axis = dim // 3
-    freqs = 1.0 / 10000 ** (torch.arange(per_axis // 2, dtype=torch.float64) / (per_axis // 2))
-    axes = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) for n in grid], indexing="ij")
+    steps = torch.arange(per_axis // 2, dtype=torch.float64, device=device)
+    freqs = 1.0 / 10000 ** (steps / (per_axis // 2))
+    axes = torch.meshgrid(
+        *[torch.arange(n, dtype=torch.float64, device=device) for n in grid], indexing="ij"
+    )
     parts = []
     for coord in axes:
         angles = coord.reshape(-1, 1) * freqs
@@ -95,7 +102,7 @@ class ViTEncoder(nn.Module):
         check_patch(tuple(x.shape[2:]), self.patch, 1, "mae3d_vit tokens (model.patch)")
         feats = self.patch_embed(x)
         grid = tuple(feats.shape[2:])
-        pos = sincos_position(grid, self.out_dim).to(feats)
+        pos = sincos_position(grid, self.out_dim, feats.device).to(feats.dtype)
         return feats.flatten(2).transpose(1, 2) + pos, grid
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -136,14 +143,17 @@ class MAE3DViT(nn.Module):
         x = tokens.reshape(b, *grid, p, p, p, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return x.reshape(b, c, *(g * p for g in grid))
 
-    def forward_masked(self, x: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_masked(
+        self, x: Tensor, token_mask: Tensor, hidden: int | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(visible encoder tokens, per-token predictions (B, N, p^3 C)) for a (B, N) mask.
 
-        Every sample must hide the same number of tokens.
+        Every sample must hide the same number of tokens, `hidden` (None: counted from the
+        mask, a host sync on a GPU).
         """
         tokens, _ = self.encoder.tokens(x)
         b, n, d = tokens.shape
-        keep = n - int(token_mask[0].sum())
+        keep = n - (int(token_mask[0].sum()) if hidden is None else hidden)
         ids_shuffle = torch.argsort(token_mask.int(), dim=1, stable=True)  # visible first
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         visible = torch.gather(tokens, 1, ids_shuffle[:, :keep, None].expand(-1, -1, d))
@@ -152,7 +162,7 @@ class MAE3DViT(nn.Module):
         y = torch.cat([y, self.mask_token.expand(b, n - keep, -1)], dim=1)
         y = torch.gather(y, 1, ids_restore[:, :, None].expand(-1, -1, y.shape[-1]))
         grid = tuple(s // self.cfg.patch for s in x.shape[2:])
-        y = y + sincos_position(grid, y.shape[-1]).to(y)
+        y = y + sincos_position(grid, y.shape[-1], y.device).to(y.dtype)
         return latent, self.decoder_pred(self.decoder_norm(self.decoder_blocks(y)))
 
     def masked_loss(
@@ -164,9 +174,11 @@ class MAE3DViT(nn.Module):
         statistics (as He et al. visualise), so its PSNR is optimistic.
         """
         check_patch(tuple(view.shape[2:]), patch, self.mask_unit, "mae3d_vit mask patch")
-        mask = patch_mask(view.shape, patch, ratio, generator).to(view.device)
+        mask = patch_mask(view.shape, patch, ratio, generator, view.device)
         token_mask = self.patchify(mask.float()).amax(dim=-1) > 0  # (B, N)
-        _, pred = self.forward_masked(view, token_mask)
+        patches = math.prod(s // patch for s in view.shape[2:])
+        hidden = masked_count(patches, ratio) * (patch // self.cfg.patch) ** 3
+        _, pred = self.forward_masked(view, token_mask, hidden)
         target = self.patchify(view)
         mean = target.mean(dim=-1, keepdim=True)
         std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
@@ -175,7 +187,7 @@ class MAE3DViT(nn.Module):
             pred = pred * std + mean
         else:
             loss = ((pred - target) ** 2).mean(dim=-1)
-        loss = loss[token_mask].mean()
+        loss = torch.where(token_mask, loss, 0).sum() / token_mask.sum()
         grid = tuple(s // self.cfg.patch for s in view.shape[2:])
         recon = self.unpatchify(pred, grid)
         return MaskedOutput(loss, view, view.masked_fill(mask, 0.0), recon)

@@ -114,8 +114,9 @@ class Bins:
     width: float
     count: int
 
-    def edges(self) -> Tensor:
-        return self.start + self.width * torch.arange(self.count + 1, dtype=torch.float64)
+    def edges(self, device: torch.device | None = None) -> Tensor:
+        steps = torch.arange(self.count + 1, dtype=torch.float64, device=device)
+        return self.start + self.width * steps
 
     def centres(self) -> Tensor:
         return self.start + self.width * (torch.arange(self.count, dtype=torch.float64) + 0.5)
@@ -138,8 +139,8 @@ def make_bins(targets: np.ndarray, bin_width: float | None, sigma: float) -> Bin
 
 def soft_labels(y: Tensor, bins: Bins, sigma: float) -> Tensor:
     """Gaussian soft labels: the probability mass of N(y, (sigma * width)^2) in each bin."""
-    edges = bins.edges().to(y.device)
-    y = y.double().clamp(float(edges[0]), float(edges[-1]))
+    edges = bins.edges(y.device)
+    y = y.double().clamp(bins.start, bins.start + bins.width * bins.count)  # the outer edges
     cdf = 0.5 * (1 + torch.erf((edges - y[:, None]) / (sigma * bins.width * math.sqrt(2))))
     mass = cdf[:, 1:] - cdf[:, :-1]
     return (mass / mass.sum(dim=1, keepdim=True)).float()

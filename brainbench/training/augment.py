@@ -1,8 +1,10 @@
 """Training augmentation for whole-brain volumes (B, C, X, Y, Z in RAS).
 
 `shift_and_mirror` preserves labels (supervised training); `augment_volumes` is the pretraining
-augmentation of the masked autoencoders: random flips, a small rotation/zoom (torch affine_grid)
-and a percentile renormalisation whose upper percentile is drawn at random.
+augmentation of the masked autoencoders: random flips, a small rotation/zoom (torch grid_sample)
+and a percentile renormalisation whose upper percentile is drawn at random. Random parameters
+are drawn per sample on the CPU (a few numbers each); the voxel work runs batched on the
+volumes' device.
 """
 
 from __future__ import annotations
@@ -20,15 +22,23 @@ def shift_and_mirror(x: Tensor, max_shift: int = 2) -> Tensor:
     """Shift each volume by up to `max_shift` voxels per axis and mirror half of them left-right.
 
     The augmentation of Peng et al. 2021 for brain age. Shifts roll the grid; after preprocessing
-    the border is background, so what wraps around is background too.
+    the border is background, so what wraps around is background too. One gather on x's device.
     """
-    out = torch.empty_like(x)
-    shifts = torch.randint(-max_shift, max_shift + 1, (len(x), 3)).tolist()
-    mirror = (torch.rand(len(x)) < 0.5).tolist()
-    for i, volume in enumerate(x):
-        volume = torch.roll(volume, shifts=shifts[i], dims=(1, 2, 3))
-        out[i] = torch.flip(volume, dims=(1,)) if mirror[i] else volume
-    return out
+    shifts = torch.randint(-max_shift, max_shift + 1, (len(x), 3))
+    mirror = torch.rand(len(x)) < 0.5
+    # roll: output voxel i takes input voxel (i - shift) mod size, per sample and axis
+    index = [(torch.arange(n) - shifts[:, d, None]) % n for d, n in enumerate(x.shape[2:])]
+    index[0] = torch.where(mirror[:, None], index[0].flip(1), index[0])
+    i, j, k = (ix.to(x.device) for ix in index)
+    batch = torch.arange(len(x), device=x.device)[:, None, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[:, None, None, None]
+    return x[
+        batch,
+        channel,
+        i[:, None, :, None, None],
+        j[:, None, None, :, None],
+        k[:, None, None, None, :],
+    ]
 
 
 class VolumeAugmentConfig(StrictModel):
@@ -53,17 +63,6 @@ def _uniform(shape: tuple[int, int], low: float, high: float, generator: Generat
     return low + (high - low) * batch_rand(*shape, generator=generator, dtype=torch.float64)
 
 
-def random_flip(x: Tensor, p: float, generator: Generators = None) -> Tensor:
-    """Flip each volume of (B, C, *grid) along each spatial axis with probability p."""
-    flips = (batch_rand(len(x), x.ndim - 2, generator=generator) < p).tolist()
-    out = x.clone()
-    for i, axes in enumerate(flips):
-        dims = [d + 1 for d, flip in enumerate(axes) if flip]
-        if dims:
-            out[i] = torch.flip(x[i], dims=dims)
-    return out
-
-
 def rotation_matrices(angles: Tensor) -> Tensor:
     """(B, 3, 3) rotations R_x(a) R_y(b) R_z(c) from (B, 3) angles in radians."""
     c, s = angles.cos(), angles.sin()
@@ -83,42 +82,71 @@ def affine_warp(x: Tensor, matrices: Tensor) -> Tensor:
 
     Output voxel v (centred, voxel units) takes the trilinear value of the input at M v; outside
     the grid is 0. The map acts in voxel units, so rotations stay rigid on non-cubic grids.
+    One grid_sample call for the batch, on x's device.
     """
-    size = torch.tensor(x.shape[2:], dtype=matrices.dtype).flip(0)  # affine_grid order: z, y, x
-    perm = torch.tensor([2, 1, 0])
-    m = matrices[:, perm][:, :, perm]  # the map in (z, y, x) coordinate order
-    theta = torch.diag(1 / size) @ m @ torch.diag(size)  # normalised coordinates
-    theta = torch.cat([theta, torch.zeros(len(x), 3, 1, dtype=theta.dtype)], dim=2)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    size = torch.tensor(x.shape[2:], dtype=matrices.dtype, device=matrices.device)
+    # in grid_sample's normalised coordinates (-1 to 1 across the grid), rows ordered z, y, x
+    theta = (matrices * size / size[:, None]).flip(1).to(x.device, x.dtype)
+    grid = sum(  # theta @ (u, v, w) at every voxel, built by broadcasting (cheaper than bmm)
+        theta[:, None, None, None, :, axis] * _voxel_centres(n, x).view(-1, *[1] * (3 - axis))
+        for axis, n in enumerate(x.shape[2:])
+    )
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_affine(x: Tensor, rotation: float, scale: float, generator: Generators = None) -> Tensor:
-    """Rotate each volume by up to `rotation` degrees per axis and zoom it by 1 +/- `scale`."""
+def _voxel_centres(n: int, like: Tensor) -> Tensor:
+    """The normalised coordinates of n voxel centres (align_corners=False), on like's device."""
+    return (2 * torch.arange(n, device=like.device, dtype=like.dtype) + 1) / n - 1
+
+
+def random_affine(
+    x: Tensor, flip: float, rotation: float, scale: float, generator: Generators = None
+) -> Tensor:
+    """Random flips, rotations and zooms of each volume, in one resampling of the batch.
+
+    Each axis flips with probability `flip`, rotates by up to `rotation` degrees and zooms by
+    1 +/- `scale`; the parameters are drawn per sample.
+    """
     n = len(x)
+    flips = batch_rand(n, 3, generator=generator) < flip
     angles = torch.deg2rad(_uniform((n, 3), -rotation, rotation, generator))
     zoom = _uniform((n, 3), 1 - scale, 1 + scale, generator)
-    return affine_warp(x, rotation_matrices(angles) @ torch.diag_embed(1 / zoom))
+    mirror = torch.diag_embed(1 - 2 * flips.double())  # flipped axes: coordinate -> -coordinate
+    return affine_warp(x, mirror @ rotation_matrices(angles) @ torch.diag_embed(1 / zoom))
 
 
 def random_upper_percentile(
     x: Tensor, low: float, high: float, generator: Generators = None
 ) -> Tensor:
-    """Divide each volume/channel by a foreground (> 0) percentile drawn in [low, high], clip."""
-    q = _uniform(tuple(x.shape[:2]), low, high, generator) / 100
-    out = torch.empty_like(x)
-    for i in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            values = x[i, c][x[i, c] > 0].float()
-            top = torch.quantile(values, float(q[i, c])) if values.numel() else x.new_tensor(1.0)
-            out[i, c] = (x[i, c] / top.clamp_min(1e-6)).clamp(0, 1)
-    return out
+    """Divide each volume/channel by a foreground (> 0) percentile drawn in [low, high], clip.
+
+    The percentile interpolates between order statistics as torch.quantile does, read from the
+    largest values of each volume/channel (one topk for the batch, on x's device).
+    """
+    q = (_uniform(tuple(x.shape[:2]), low, high, generator) / 100).float().to(x.device)
+    values = x.flatten(2).float()
+    foreground = values > 0
+    count = foreground.sum(-1)
+    position = q * (count - 1).clamp_min(0)  # in the ascending foreground values
+    below, weight = position.floor(), position - position.floor()
+    # (1 - q)(n - 1) + 1 values from the top hold the percentile's two neighbours
+    k = min(values.shape[-1], int((1 - low / 100) * (values.shape[-1] - 1)) + 2)
+    top = values.masked_fill(~foreground, -torch.inf).topk(k, dim=-1).values  # descending
+
+    def from_top(rank: Tensor) -> Tensor:  # the ascending value of this rank
+        return top.gather(-1, (count - 1 - rank.long()).clamp(0, k - 1)[..., None])[..., 0]
+
+    percentile = torch.lerp(from_top(below), from_top(position.ceil()), weight)
+    percentile = torch.where(count > 0, percentile, 1.0)
+    return (x / percentile.clamp_min(1e-6).to(x.dtype)[..., None, None, None]).clamp(0, 1)
 
 
 def augment_volumes(x: Tensor, cfg: VolumeAugmentConfig, generator: Generators = None) -> Tensor:
-    """Flips, a small affine and a randomised upper-percentile renormalisation, in that order."""
-    x = random_flip(x, cfg.flip, generator)
-    if cfg.rotation or cfg.scale:
-        x = random_affine(x, cfg.rotation, cfg.scale, generator)
+    """Flips and a small rotation/zoom (one resampling), then a random upper-percentile scaling.
+
+    Each sample's parameters come from its generator; the work is batched on x's device.
+    """
+    if cfg.flip or cfg.rotation or cfg.scale:
+        x = random_affine(x, cfg.flip, cfg.rotation, cfg.scale, generator)
     low, high = cfg.upper_percentile
     return random_upper_percentile(x, low, high, generator)

@@ -36,6 +36,7 @@ from brainbench.config import TrainerConfig
 from brainbench.errors import ConfigError
 from brainbench.models.base import META_KEY, read_meta
 from brainbench.training.module import Augment, Loss, TrainingModule
+from brainbench.training.randomness import sample_generators
 
 
 @dataclass
@@ -253,7 +254,9 @@ class ShardedData(L.LightningDataModule):
 
     `batch_size` is the effective batch of one optimizer step: devices x nodes x accumulation
     steps x the per-device batch, which must divide it. With `weights` the training order is
-    drawn with replacement by them; `keyed` batches end with each sample's draw key.
+    drawn with replacement by them; `keyed` training batches end with one generator per sample,
+    seeded by (seed, the sample's draw key) (training.randomness), made on the CPU before the
+    batch moves to the device.
     """
 
     def __init__(
@@ -302,6 +305,12 @@ class ShardedData(L.LightningDataModule):
         )
         train = KeyedDataset(self.train) if self.keyed else self.train
         return DataLoader(train, batch_sampler=sampler, **self._workers())
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.keyed and self.trainer.training:
+            *sample, keys = batch
+            return (*sample, sample_generators(self.seed, keys.tolist()))
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.per_device, **self._workers())

@@ -7,6 +7,7 @@ patches, 8^3) and the whole brain resized to the same grid (masked with small pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -38,30 +39,39 @@ def check_patch(grid: tuple[int, ...], patch: int, unit: int, what: str) -> None
         )
 
 
+def masked_count(cells: int, ratio: float) -> int:
+    """How many of `cells` patches a mask hides: round(ratio * cells), at least one."""
+    return min(cells, max(1, round(ratio * cells)))
+
+
 def patch_mask(
-    shape: tuple[int, ...], patch: int, ratio: float, generator: Generators = None
+    shape: tuple[int, ...],
+    patch: int,
+    ratio: float,
+    generator: Generators = None,
+    device: torch.device | None = None,
 ) -> Tensor:
-    """A boolean (B, 1, *grid) mask of round(ratio * patches) random square/cubic patches.
+    """A boolean (B, 1, *grid) mask of masked_count(patches, ratio) random square/cubic patches.
 
     `shape` is (B, C, *grid) with a 2-D or 3-D grid; every sample hides the same number of
-    patches (at least one).
+    patches. The draws are per sample (one number per patch); the mask is built on `device`.
     """
     batch, grid = shape[0], tuple(shape[2:])
     check_patch(grid, patch, 1, "mask")
     cells = [s // patch for s in grid]
-    n = int(torch.tensor(cells).prod())
-    k = min(n, max(1, round(ratio * n)))
-    order = batch_rand(batch, n, generator=generator).argsort(dim=1)[:, :k]
-    mask = torch.zeros(batch, n, dtype=torch.bool).scatter_(1, order, True)
-    mask = mask.view(batch, 1, *cells)
+    n = math.prod(cells)
+    order = batch_rand(batch, n, generator=generator, device=device).argsort(dim=1)
+    mask = torch.zeros(batch, n, dtype=torch.bool, device=device)
+    mask = mask.scatter_(1, order[:, : masked_count(n, ratio)], True).view(batch, 1, *cells)
     for dim in range(2, 2 + len(grid)):
         mask = mask.repeat_interleave(patch, dim=dim)
     return mask
 
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the voxels where `mask` is True."""
-    return ((pred.float() - target.float()) ** 2)[mask.expand_as(target)].mean()
+    """Mean squared error over the voxels where `mask` is True (no host sync)."""
+    mask = mask.expand_as(target)
+    return torch.where(mask, (pred.float() - target.float()) ** 2, 0).sum() / mask.sum()
 
 
 def default_crop(shape: tuple[int, ...], patch: int) -> int:
@@ -84,8 +94,8 @@ def two_views(
         starts = ((room - 1) // 2).expand(len(x), 3)
     else:
         starts = (batch_rand(len(x), 3, generator=generator) * room).long()
-    local = []
-    for volume, (sx, sy, sz) in zip(x, starts.tolist(), strict=True):
-        local.append(volume[:, sx : sx + crop, sy : sy + crop, sz : sz + crop])
+    windows = x.unfold(2, crop, 1).unfold(3, crop, 1).unfold(4, crop, 1)  # (B, C, *room, *crop^3)
+    sx, sy, sz = starts.to(x.device).unbind(1)
+    local = windows[torch.arange(len(x), device=x.device), :, sx, sy, sz]
     whole = F.interpolate(x, size=(crop,) * 3, mode="trilinear", align_corners=False)
-    return torch.stack(local), whole
+    return local, whole

@@ -56,7 +56,7 @@ from brainbench.stages import STAGE_NAMES
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
 from brainbench.training.fit import ShardedData, make_trainer, quiet_lightning
 from brainbench.training.masking import MaskedOutput, default_crop, two_views
-from brainbench.training.randomness import Generators, sample_generators
+from brainbench.training.randomness import Generators
 
 EVAL_SEED = 1234  # masks and slices of the held-out evaluation: the same for every run
 
@@ -161,9 +161,10 @@ class MAEModule(L.LightningModule):
         local, whole = view_losses(self.net, x, self.cfg, generator, centre=centre)
         return (local.loss + whole.loss) / 2
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, _, keys = batch
-        generators = sample_generators(self.cfg.seed, keys.tolist())
+    def training_step(
+        self, batch: tuple[Tensor, Tensor, list[torch.Generator]], batch_idx: int
+    ) -> Tensor:
+        x, _, generators = batch
         x = augment_volumes(x, self.cfg.augment, generators)
         loss = self._loss(x, generators, centre=False)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(x), sync_dist=True)

@@ -17,14 +17,22 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def batch_rand(
-    batch: int, *shape: int, generator: Generators = None, dtype: torch.dtype | None = None
+    batch: int,
+    *shape: int,
+    generator: Generators = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
 ) -> Tensor:
-    """Uniform [0, 1) numbers of shape (batch, *shape); row i from generator[i] given a list."""
+    """Uniform [0, 1) numbers of shape (batch, *shape); row i from generator[i] given a list.
+
+    The numbers are drawn on the CPU (the generators are CPU generators, so every device draws
+    the same) and returned on `device`.
+    """
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.rand(batch, *shape, generator=generator, dtype=dtype)
+        return torch.rand(batch, *shape, generator=generator, dtype=dtype).to(device)
     if len(generator) != batch:
         raise ValueError(f"{len(generator)} generators for a batch of {batch}")
-    return torch.stack([torch.rand(*shape, generator=g, dtype=dtype) for g in generator])
+    return torch.stack([torch.rand(shape, generator=g, dtype=dtype) for g in generator]).to(device)
 
 
 def sample_generators(seed: int, keys: Iterable[int]) -> list[torch.Generator]:

@@ -1,4 +1,5 @@
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,24 @@ def test_corrupted_entry_rebuilt(tmp_path: Path, image: Path, damage: str) -> No
     assert cache.misses == 2
     cache.get(image, CFG)
     assert cache.hits == 1
+
+
+def test_checksum_checked_once_while_the_entry_is_unchanged(
+    tmp_path: Path, image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    VolumeCache(tmp_path / "cache").get(image, CFG)
+    checked = []
+    crc32 = zlib.crc32
+    monkeypatch.setattr(zlib, "crc32", lambda data: checked.append(1) or crc32(data))
+    cache = VolumeCache(tmp_path / "cache")
+    first = cache.get(image, CFG)
+    np.testing.assert_array_equal(cache.get(image, CFG), first)
+    assert cache.hits == 2 and len(checked) == 1
+    (entry,) = entries(tmp_path / "cache")
+    stat = entry.stat()
+    os.utime(entry, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: checked again
+    cache.get(image, CFG)
+    assert cache.hits == 3 and len(checked) == 2
 
 
 def test_label_keyed_by_reference(

@@ -1,0 +1,108 @@
+"""mae3d_cnn pretraining on CPU: the share of a training step spent outside forward/backward.
+
+A step is what MAEModule.training_step and its backward pass do: per-sample generators from the
+draw keys, augmentation (flips, rotation/zoom, random upper percentile), the two views (a local
+crop and the whole volume resized), their patch masks, then the network's forward, masked MSE
+and backward on both views. The forward/backward part is also timed alone on the same masked
+views; the rest of the step is the data work the goal keeps under 10%. Times are CPU time of
+the process (steadier than wall time on a shared machine), medians over `--steps` rounds that
+call every part in turn, after a warm-up round. The script calls only functions older versions
+have too, so pointing PYTHONPATH at another checkout measures that version.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/pretrain_step.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from brainbench.models.mae3d_cnn import MAE3D
+from brainbench.training.augment import augment_volumes
+from brainbench.training.masking import masked_mse, patch_mask, two_views
+from brainbench.training.pretrain import PretrainConfig, resolve_crop, view_losses
+from brainbench.training.randomness import sample_generators
+
+
+def brains(batch: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Noisy ellipsoids on a zero background: the foreground of preprocessed volumes."""
+    axes = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing="ij")
+    inside = sum(a**2 for a in axes) < 0.7
+    x = torch.rand(batch, 1, *shape, generator=torch.Generator().manual_seed(0))
+    return x * inside
+
+
+def median_seconds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median CPU seconds (all threads of this process) of each function, called in turn."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(rounds + 1):  # round 0 warms up
+        for name, fn in fns.items():
+            start = time.process_time()
+            fn()
+            if i:
+                times[name].append(time.process_time() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=(40, 48, 40), help="volume grid")
+    parser.add_argument("--batch", type=int, default=4, help="volumes per step")
+    parser.add_argument("--width", type=int, default=32, help="model.width (reference: 512)")
+    parser.add_argument("--depth", type=int, default=3, help="model.depth (reference: 8)")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="CPU time counts idle spin too")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = {"width": args.width, "depth": args.depth}
+    config = PretrainConfig(model=model, preprocess={"shape": tuple(args.shape)})
+    net = MAE3D(config.model)
+    config = resolve_crop(config, net)
+    x, keys = brains(args.batch, tuple(args.shape)), list(range(args.batch))
+    patches = (config.local_patch, config.global_patch)
+
+    def step() -> None:
+        net.zero_grad()
+        generators = sample_generators(config.seed, keys)
+        views = view_losses(net, augment_volumes(x, config.augment, generators), config, generators)
+        ((views[0].loss + views[1].loss) / 2).backward()
+
+    def view_masks() -> list[torch.Tensor]:
+        pairs = zip(views, patches, strict=True)
+        return [patch_mask(v.shape, p, config.mask_ratio, generators) for v, p in pairs]
+
+    def network() -> None:
+        net.zero_grad()
+        pairs = zip(views, masks, strict=True)
+        losses = [masked_mse(net(v.masked_fill(m, 0)), v, m) for v, m in pairs]
+        (sum(losses) / 2).backward()
+
+    generators = sample_generators(config.seed, keys)
+    augmented = augment_volumes(x, config.augment, generators)
+    views = two_views(augmented, config.crop_size, generators)
+    masks = view_masks()
+    parts = {
+        "generators": lambda: sample_generators(config.seed, keys),
+        "augmentation": lambda: augment_volumes(x, config.augment, generators),
+        "views": lambda: two_views(augmented, config.crop_size, generators),
+        "masks": view_masks,
+    }
+    seconds = median_seconds({"step": step, "forward + backward": network} | parts, args.steps)
+    print(
+        f"mae3d_cnn (width {args.width}, depth {args.depth}) pretraining step: batch "
+        f"{args.batch}, {tuple(args.shape)} volumes, crop {config.crop_size}^3, {args.threads} "
+        f"threads, CPU ms (median of {args.steps})"
+    )
+    for name, value in seconds.items():
+        print(f"{'  ' * (name in parts) + name:<22}{value * 1000:>9.1f}")
+    outside = 1 - seconds["forward + backward"] / seconds["step"]
+    print(f"{'outside fwd/bwd':<22}{outside:>9.1%}  (goal: under 10%)")
+
+
+if __name__ == "__main__":
+    main()
