@@ -170,12 +170,17 @@ class ParcelEmbedding(nn.Module):
         return out if self.parcel is None else out + self.parcel
 
 
+def hidden_count(n_tokens: int, ratio: float) -> int:
+    """How many of `n_tokens` tokens `random_mask` hides at `ratio` (at least 1, not all)."""
+    return min(n_tokens - 1, max(1, round(ratio * n_tokens)))
+
+
 def random_mask(batch: int, n_tokens: int, ratio: float, generator=None, device=None) -> Tensor:
-    """(batch, n_tokens) bool, True = hidden: round(ratio * n_tokens) random tokens per sample.
+    """(batch, n_tokens) bool, True = hidden: `hidden_count` random tokens per sample.
 
     Drawn on `device` (the generator's device when one is given).
     """
-    k = min(n_tokens - 1, max(1, round(ratio * n_tokens)))
+    k = hidden_count(n_tokens, ratio)
     where = generator.device if generator is not None else device
     order = torch.rand(batch, n_tokens, generator=generator, device=where).argsort(dim=1)[:, :k]
     mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=where)
@@ -255,17 +260,20 @@ class BrainLM(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, n_hidden: int | None = None) -> Tensor:
         """Predicted patches (B, parcels, patches, patch) of x (B, parcels, time).
 
-        `mask` (B, parcels * patches) bool, True = hidden, the same count in every sample.
+        `mask` (B, parcels * patches) bool, True = hidden, the same count in every sample:
+        `n_hidden` when given (no host sync: training steps pass it), else counted and checked.
         """
         patches = self.patchify(x)
         b, p, n, _ = patches.shape
-        counts = (~mask).sum(dim=1)
-        if not bool((counts == counts[0]).all()) or int(counts[0]) == 0:
-            raise ValueError("every sample must keep the same, non-zero number of tokens")
-        keep = (~mask).nonzero()[:, 1].view(b, -1)
+        if n_hidden is None:
+            low, high = torch.stack([mask.sum(1).min(), mask.sum(1).max()]).tolist()
+            if low != high or high == mask.shape[1]:
+                raise ValueError("every sample must keep the same, non-zero number of tokens")
+            n_hidden = int(high)
+        keep = mask.to(torch.int8).argsort(dim=1, stable=True)[:, : p * n - n_hidden]
         y = self.decoder_embed(self._encode_tokens(patches, keep)[:, 1:])
         full = self.mask_token.expand(b, p * n, -1).clone()
         full.scatter_(1, keep[..., None].expand(-1, -1, y.shape[-1]), y)
@@ -276,12 +284,14 @@ class BrainLM(nn.Module):
             grid = block(grid, visible)
         return self.head(self.decoder_norm(grid))
 
-    def masked_loss(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """(MSE on the hidden patches, prediction) for x and mask."""
-        pred = self(x, mask)
-        target = self.patchify(x)
-        hidden = mask.view(pred.shape[:3])
-        return ((pred - target) ** 2)[hidden].mean(), pred
+    def masked_loss(
+        self, x: Tensor, mask: Tensor, n_hidden: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(MSE on the hidden patches, prediction) for x and mask (see `forward`)."""
+        pred = self(x, mask, n_hidden)
+        error = ((pred - self.patchify(x)) ** 2).mean(dim=-1)
+        hidden = mask.view(error.shape).to(error.dtype)
+        return (error * hidden).sum() / hidden.sum(), pred
 
     def tokens(self, x: Tensor) -> Tensor:
         """Encoder output (B, 1 + parcels * patches, width) of the whole window, CLS first."""

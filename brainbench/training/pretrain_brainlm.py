@@ -39,7 +39,7 @@ from brainbench.data.timeseries import SubjectWindows, subject_windows
 from brainbench.errors import ConfigError, DataError
 from brainbench.metrics import signal_metrics
 from brainbench.models.base import META_KEY
-from brainbench.models.brainlm import BrainLM, BrainLMConfig, random_mask
+from brainbench.models.brainlm import BrainLM, BrainLMConfig, hidden_count, random_mask
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.training.fit import make_trainer, quiet_lightning
 
@@ -93,7 +93,7 @@ class MAEModule(L.LightningModule):
     def _loss(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         n_tokens = self.net.n_parcels * (x.shape[-1] // self.net.cfg.patch)
         mask = random_mask(len(x), n_tokens, self.mask_ratio, generator, x.device)
-        return self.net.masked_loss(x, mask)[0]
+        return self.net.masked_loss(x, mask, hidden_count(n_tokens, self.mask_ratio))[0]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(batch[0])

@@ -172,3 +172,14 @@ def test_pretraining_step_runs_on_the_input_device(name: str) -> None:
     data.trainer = SimpleNamespace(training=True)
     batch = data.on_before_batch_transfer((volumes, torch.zeros(2), torch.tensor([5, 9])), 0)
     step_on_meta(module, move_data_to_device(batch, META), (volumes.to(META), torch.zeros(2)))
+
+
+def test_brainlm_pretraining_step_runs_on_the_input_device() -> None:
+    from brainbench.models.brainlm import BrainLM, BrainLMConfig
+    from brainbench.training.pretrain_brainlm import MAEModule as BrainLMModule
+
+    cfg = BrainLMConfig(**MODEL_CASES["brainlm"][0])
+    net = BrainLM(cfg, torch.randn(6, 3) * 50)
+    module = BrainLMModule(net, 0.75, lr=1e-3, weight_decay=0.0, n_steps=1).to(META)
+    x = torch.randn(2, 6, 16)
+    step_on_meta(module, (x.to(META), torch.zeros(2)), (x.to(META), torch.zeros(2)))
