@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import detrend, welch
+from scipy.signal import welch
 from scipy.spatial.distance import pdist, squareform
 
 DISTANCE_BINS_MM = (20.0, 40.0, 80.0)
@@ -90,7 +90,10 @@ def _bin_names() -> list[str]:
 
 def standardise(run: np.ndarray) -> np.ndarray:
     """Linearly detrended, z-scored per parcel (constant parcels stay 0)."""
-    x = detrend(np.asarray(run, dtype=np.float64), axis=0)
+    x = np.asarray(run, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    t = np.arange(len(x)) - (len(x) - 1) / 2
+    x -= np.outer(t, t @ x / (t @ t))
     sd = x.std(axis=0)
     return x / np.where(sd > 0, sd, 1.0)
 
@@ -129,15 +132,21 @@ def lag1_autocorrelation(run: np.ndarray) -> float:
 def conditional_r2(runs: Sequence[np.ndarray], seed: int = 0) -> list[float]:
     """Per run: R^2 of HIDDEN_FRACTION random parcels from the rest at the same time point.
 
-    The Gaussian's covariance (Ledoit-Wolf) is estimated on the other runs (leave one out).
+    The Gaussian's covariance is estimated on the other runs (leave one out), shrunk towards
+    the identity by the Ledoit-Wolf shrinkage of all the runs pooled.
     """
-    from sklearn.covariance import ledoit_wolf
+    from sklearn.covariance import ledoit_wolf_shrinkage
 
     z = [standardise(run) for run in runs]
+    shrinkage = ledoit_wolf_shrinkage(np.concatenate(z), assume_centered=True)
+    grams = [x.T @ x for x in z]
+    total, count = sum(grams), sum(len(x) for x in z)
     rng = np.random.default_rng(seed)
     scores = []
-    for i, x in enumerate(z):
-        cov = ledoit_wolf(np.concatenate(z[:i] + z[i + 1 :]), assume_centered=True)[0]
+    for x, gram in zip(z, grams, strict=True):
+        sample = (total - gram) / (count - len(x))
+        target = np.trace(sample) / len(sample) * np.eye(len(sample))
+        cov = (1 - shrinkage) * sample + shrinkage * target
         hidden = np.zeros(x.shape[1], dtype=bool)
         hidden[rng.choice(x.shape[1], int(round(HIDDEN_FRACTION * x.shape[1])), False)] = True
         visible = ~hidden
