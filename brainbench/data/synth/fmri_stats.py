@@ -22,9 +22,11 @@ and z-scored per parcel first. The statistics, averaged over runs:
   rotations as arc length on a 50 mm sphere).
 
 `REFERENCES` gives an approximate published range for each statistic, for healthy young
-adults at rest, with its source. They are ranges read from the literature, not exact values;
+adults at rest, with its source. They are rough ranges consistent with these sources, not
+values from a published table;
 the correlation levels in particular depend on preprocessing (global signal regression lowers
-them all). Sources:
+them all); the lag-1 ranges are what a 1/f BOLD signal gives at those TRs, with no single
+published table behind them. Sources:
 
 - Power JD et al. (2011) Functional network organization of the human brain. Neuron.
 - Power JD et al. (2012) Spurious but systematic correlations in functional connectivity MRI
@@ -73,8 +75,8 @@ REFERENCES: dict[str, Reference] = {
     "fc_40-80mm": Reference(0.1, 0.25, "Power 2011, 2012"),
     "fc_>=80mm": Reference(0.05, 0.2, "Power 2011, 2012"),
     "spectral_exponent": Reference(0.6, 1.0, "He 2011 (about 0.8 at rest)"),
-    "lag1_short_tr": Reference(0.75, 0.95, "1/f BOLD sampled at TR < 1 s (He 2011)"),
-    "lag1_long_tr": Reference(0.3, 0.7, "1/f BOLD sampled at TR 2-2.5 s (He 2011)"),
+    "lag1_short_tr": Reference(0.75, 0.95, "approx., no direct source (1/f BOLD, TR < 1 s)"),
+    "lag1_long_tr": Reference(0.3, 0.7, "approx., no direct source (TR 2-2.5 s)"),
     "conditional_r2": Reference(0.4, 0.55, "real resting-state parcels (issue 13)"),
     "mean_fd": Reference(
         0.1, 0.3, "Power 2012, 2014 (adults; children higher: Satterthwaite 2012)"

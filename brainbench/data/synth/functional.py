@@ -67,9 +67,9 @@ ATLAS = "Seitzman300"
 NIFTI_SUBJECTS = 4  # the first subjects also get a 4D NIfTI + atlas image
 NIFTI_VOXEL_MM = 5.0  # voxel size of those images; an ROI is the voxels within ROI_RADIUS_MM
 ROI_RADIUS_MM = 5.0
-NEURAL_EXPONENT = 0.9  # neural power ~ 1 / f^NEURAL_EXPONENT before the HRF
+NEURAL_EXPONENT = 0.85  # neural power ~ 1 / f^NEURAL_EXPONENT before the HRF
 SPATIAL_LENGTH_MM = 30.0  # length scale of the spatial component's exp(-d / length)
-SPATIAL_SHARE = 0.75  # share of a parcel's non-network variance that is spatially smooth
+SPATIAL_SHARE = 0.85  # share of a parcel's non-network variance that is spatially smooth
 MOTION_BETA = 0.05  # std of the signal change per mm of head displacement
 FD_BETA = 0.5  # std of the signal change per mm of framewise displacement
 HEAD_MM = 50.0  # radius turning rotations into displacements (Power 2012)
@@ -246,7 +246,7 @@ class Generator:
         seg = segregation(age)
         coupling_z, loading_z, motion_z = rng.normal(0, 1, 3)
         coupling = max(0.05, 1.1 - 0.8 * seg + 0.12 * coupling_z)
-        loading = float(np.clip(0.45 + 0.35 * seg + 0.06 * loading_z, 0.2, 0.95))
+        loading = float(np.clip(0.4 + 0.3 * seg + 0.06 * loading_z, 0.2, 0.95))
         sex_sign = 1.0 if sex == "F" else -1.0
         k, p = len(self.networks), len(self.member)
         bold = powerlaw_bold(rng, n, tr, k + p, NEURAL_EXPONENT)
