@@ -55,6 +55,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from brainbench.data.synth.fmri_stats import framewise_displacement
 from brainbench.data.timeseries import write_series
@@ -387,6 +388,7 @@ def ensure_functional(cohort_root: Path) -> Path:
     return folder
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only add overhead
 def generate_functional(cohort_root: Path, out: Path, seed: int) -> Path:
     """Write every subject's series, sidecars, confounds, atlas, latents and NIfTI subset."""
     participants = pd.read_csv(cohort_root / "participants.tsv", sep="\t")
