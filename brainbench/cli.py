@@ -163,15 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("overrides", nargs="*", metavar="key.sub=value")
     _add_cluster_options(pretrain)
 
-    synth = sub.add_parser(
-        "synth",
-        help="generate the embedded synthetic lifespan cohort (BIDS)",
-        description="Generate (or find cached) the synthetic lifespan cohort as a BIDS dataset.",
-    )
-    synth.add_argument("--preset", default="default", help="size preset: debug, default, large")
-    synth.add_argument("--seed", type=int, default=0, help="generator seed")
-    synth.add_argument("--out", type=Path, help="folder to write (default: the cache)")
-
     report = sub.add_parser(
         "report",
         help="aggregate run records into leaderboard.md/.csv and dashboard.html",
@@ -308,11 +299,6 @@ def _dispatch(args: argparse.Namespace) -> None:
 
     if getattr(args, "handler", None):
         args.handler(args)
-    elif args.command == "synth":
-        from brainbench.data.synth import ensure_cohort
-
-        root = ensure_cohort(args.preset, args.seed, root=args.out)
-        print(f"synthetic cohort '{args.preset}' (seed {args.seed}) at {root}")
     elif args.command == "pretrain":
         folder = api.pretrain(
             args.model,

@@ -12,16 +12,19 @@ True effect. The generator (data/synth/functional.py) mixes independent, identic
 autocorrelated latent processes instantaneously (n = M s): it has no lagged network-to-network
 coupling, so a network's future given its own past does not depend on the others, and the
 only true effect is instantaneous. With S a subject's true network correlation (latents.tsv
-`fc_<a>_<b>`), parcel i of network k is x_i = l_i n_k + e_i (l_i = the subject's loading times
-the parcel's weight in ground_truth.json, var(e_i) = 1 - l_i^2 + noise^2), and the cross-spectra
-of all these series are proportional to their covariance C = L S L' + D, so the best prediction
-of b's hidden parcels from every visible parcel, at all time points, is C_hv C_vv^-1 x_v at
-each. The true effect of a on b is the slope that ideal predictor gives (`true_effects`): the
-partial regression coefficient S_bo S_oo^-1 of a when parcels measure their networks exactly,
-shrunk towards the plain correlation as they get noisier. Motion and drift are left out. It is
-averaged over the subjects scored; the score is the Pearson (headline) and Spearman
-correlation between predicted and true effects across all ordered pairs, overall and per
-lifespan stage. Only the synthetic cohort has a known truth.
+`fc_<a>_<b>`), parcel i of network k is x_i = l_i n_k + sqrt(1 - l_i^2) e_i + w_i: l_i the
+subject's loading times the parcel's weight in ground_truth.json, e the parcels' non-network
+parts, correlated by R = (1 - share) I + share exp(-distance / length) (ground_truth.json's
+spatial_share and spatial_length_mm), w white noise of std `noise`. The cross-spectra of the
+latent series are proportional to their covariance C = L S L' + E R E + noise^2 I
+(E = diag sqrt(1 - l^2)), so the best prediction of b's hidden parcels from every visible
+parcel, at all time points, is C_hv C_vv^-1 x_v at each. The true effect of a on b is the slope
+that ideal predictor gives (`true_effects`): the partial regression coefficient S_bo S_oo^-1
+of a when parcels measure their networks exactly, shrunk towards the plain correlation as they
+get noisier. Motion, physiological noise and drift are left out. It is averaged over the
+subjects scored; the score is the Pearson (headline) and Spearman correlation between
+predicted and true effects across all ordered pairs, overall and per lifespan stage. Only the
+synthetic cohort has a known truth.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ import torch
 from pydantic import Field, model_validator
 
 from brainbench.config import ExperimentConfig, validate_section
-from brainbench.data.timeseries import SubjectWindows, atlas_networks, fmri_folder
+from brainbench.data.synth.functional import private_correlation
+from brainbench.data.timeseries import (
+    SubjectWindows,
+    atlas_networks,
+    fmri_folder,
+    read_atlas_table,
+)
 from brainbench.errors import DataError
 from brainbench.metrics import regression_metrics
 from brainbench.stages import STAGE_NAMES
@@ -100,20 +109,31 @@ def true_correlations(folder: Path, keys: list[str], networks: list[str]) -> np.
 
 
 def true_effects(
-    correlation: np.ndarray, loadings: np.ndarray, noise: float, member: np.ndarray
+    correlation: np.ndarray,
+    loadings: np.ndarray,
+    noise: float,
+    member: np.ndarray,
+    private: np.ndarray | None = None,
 ) -> np.ndarray:
     """(targets, sources) expected effect slopes of an ideal linear predictor; NaN diagonal.
 
-    Parcel i of network k is x_i = l_i n_k + e_i with var(e_i) = 1 - l_i^2 + noise^2, so the
-    parcels' covariance is C = L S L' + D. Hiding target b, the ideal prediction of b's parcels
-    is C_hv C_vv^-1 x_v; perturbing source a's parcels by d (proportional to x_a) changes b's
-    mean by c' d, c the coefficients of a's parcels averaged over b's, so the expected slope on
-    a's mean change is |a| c' C_aa 1 / (1' C_aa 1).
+    Parcel i of network k is x_i = l_i n_k + sqrt(1 - l_i^2) e_i + w_i with corr(e) = `private`
+    (default I) and var(w_i) = noise^2, so the parcels' covariance is C = L S L' + E private E
+    + noise^2 I, E = diag sqrt(1 - l^2). Hiding target b, the ideal prediction of b's parcels is
+    C_hv C_vv^-1 x_v; perturbing source a's parcels by d (proportional to x_a) changes b's mean
+    by c' d, c the coefficients of a's parcels averaged over b's, so the expected slope on a's
+    mean change is |a| c' C_aa 1 / (1' C_aa 1).
     """
     k = int(member.max()) + 1
     lam = np.zeros((len(member), k))
     lam[np.arange(len(member)), member] = loadings
-    cov = lam @ correlation @ lam.T + np.diag(1 - loadings**2 + noise**2)
+    spread = np.sqrt(1 - loadings**2)
+    private = np.eye(len(member)) if private is None else private
+    cov = (
+        lam @ correlation @ lam.T
+        + spread[:, None] * private * spread
+        + noise**2 * np.eye(len(member))
+    )
     effects = np.full((k, k), np.nan)
     for b in range(k):
         hidden, visible = member == b, member != b
@@ -133,14 +153,19 @@ def subject_effects(folder: Path, keys: list[str], networks: list[str], member: 
     """(subjects, targets, sources) true_effects of every subject in `keys`."""
     correlations = true_correlations(folder, keys, networks)
     latents = _latents(folder, keys, ["loading", "noise"]).to_numpy(dtype=float)
-    weights = np.asarray(json.loads((Path(folder) / TRUTH).read_text())["parcel_weight"])
+    truth = json.loads((Path(folder) / TRUTH).read_text())
+    weights = np.asarray(truth["parcel_weight"])
     if len(weights) != len(member):
         raise DataError(
             f"{Path(folder) / TRUTH} does not describe the atlas's {len(member)} parcels."
         )
+    coords = read_atlas_table(folder)[["x", "y", "z"]].to_numpy(float)
+    private = private_correlation(
+        coords, truth.get("spatial_share", 0.0), truth.get("spatial_length_mm", 1.0)
+    )
     return np.stack(
         [
-            true_effects(s, loading * weights, noise, member)
+            true_effects(s, loading * weights, noise, member, private)
             for s, (loading, noise) in zip(correlations, latents, strict=True)
         ]
     )

@@ -1,20 +1,39 @@
 """Synthetic resting-state fMRI for the embedded cohort: parcel time series on the Seitzman ROIs.
 
 Generative model, per subject (every draw from the stream ('fmri', subject index) of the cohort
-seed, so it does not depend on the preset's size or on the anatomy):
+seed, so it does not depend on the preset's size or on the anatomy). Every latent process is
+Gaussian noise with power ~ 1 / f^NEURAL_EXPONENT drawn in the Fourier domain and convolved
+with the Glover (1999) HRF at the site's TR, so all share one spectrum:
 
 - 14 network time courses (the 13 Seitzman 2018 networks + 'unassigned') are a mixture
-  n = M s of independent unit AR(1) 'neural' processes s convolved with the Glover HRF at the
-  site's TR. M = I + coupling * B + sex_sign * S, with B and S fixed for the cohort, so the
-  true network correlation is corr(M M^T). Between-network coupling falls through
-  development (segregation) and rises again in old age (dedifferentiation); S strengthens some
-  network pairs in females and weakens them in males.
-- Parcel i of network k: x_i = a * w_i * n_k + sqrt(1 - (a w_i)^2) * u_i, with u_i its own
-  HRF-convolved process and a the within-network loading, which follows the same segregation
-  curve.
-- Plus white measurement noise (the site's noise level), six motion traces (random walks with
-  spikes, larger in children and older adults) leaking into every parcel, a slow drift, and a
-  per-parcel baseline intensity times a per-run scanner gain.
+  n = M s of independent such processes s. M = I + coupling * B + sex_sign * S, with B and S
+  fixed for the cohort, so the true network correlation is corr(M M^T). Between-network
+  coupling falls through development (segregation) and rises again in old age
+  (dedifferentiation); S strengthens some network pairs in females and weakens them in males.
+- Parcel i of network k: x_i = a w_i n_k + sqrt(1 - (a w_i)^2) e_i, with a the within-network
+  loading (same segregation curve) and w_i a fixed parcel weight. The non-network parts e are
+  correlated in space: corr(e) = (1 - SPATIAL_SHARE) I + SPATIAL_SHARE exp(-d / SPATIAL_LENGTH_MM),
+  d the distance between ROI centres, so correlation falls with distance as in real data.
+- Plus white measurement noise (the site's noise level); head motion, a random walk with rare
+  jerks in mm and radians whose framewise displacement (FD, Power 2012) averages about
+  0.1-0.2 mm in young adults and more in children and older adults, entering the signal through
+  the position and through each frame's FD (signal drops at motion spikes); respiration
+  (0.2-0.33 Hz) and cardiac pulsation (0.9-1.3 Hz), quasi-periodic traces sampled at the TR and
+  so aliased as in the scanner, loading more on outer (respiration) and inferior-medial
+  (cardiac) parcels (Glover 2000, RETROICOR); a slow drift; and a per-parcel baseline
+  intensity times a per-run scanner gain.
+
+Calibrated (fmri_stats.py, `brainbench synth` prints them) against approximate published
+ranges: spectral exponent about 0.8 over 0.01-0.1 Hz (He 2011), within-network correlation
+well above between-network and falling with distance (Power 2011), mean FD 0.1-0.3 mm in
+adults, higher in youth (Power 2012, 2014; Satterthwaite 2012), and a conditional-Gaussian R^2
+of a hidden parcel from the others near 0.4-0.5 in young adults.
+
+References: Glover GH (1999) NeuroImage 9:416-429; Glover GH, Li TQ, Ress D (2000) Magn Reson
+Med 44:162-167; He BJ (2011) J Neurosci; Power JD et al. (2011) Neuron 72:665-678; Power JD et
+al. (2012) NeuroImage 59:2142-2154; Power JD et al. (2014) NeuroImage 84:320-341;
+Satterthwaite TD et al. (2012) NeuroImage 60:623-632; Seitzman BA et al. (2020) NeuroImage
+206:116290.
 
 Per site: TR (0.72-2.5 s) and run length (volumes). Written under
 `<cohort>/derivatives/fmri/`: one .npy series per subject, a BOLD sidecar JSON (RepetitionTime)
@@ -36,19 +55,27 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy.signal import fftconvolve
+from threadpoolctl import threadpool_limits
 
+from brainbench.data.synth.fmri_stats import framewise_displacement
 from brainbench.data.timeseries import write_series
 from brainbench.errors import DataError
 
-VERSION = "1"
+VERSION = "2"  # 2: spatial smoothness, 1/f spectrum, calibrated motion, physiology
 FOLDER = Path("derivatives") / "fmri"
 MARKER = "brainbench_fmri.json"
 ATLAS = "Seitzman300"
 NIFTI_SUBJECTS = 4  # the first subjects also get a 4D NIfTI + atlas image
 NIFTI_VOXEL_MM = 5.0  # voxel size of those images; an ROI is the voxels within ROI_RADIUS_MM
 ROI_RADIUS_MM = 5.0
-NEURAL_TAU_S = 1.5  # time constant of the latent AR(1) processes
+NEURAL_EXPONENT = 0.85  # neural power ~ 1 / f^NEURAL_EXPONENT before the HRF
+SPATIAL_LENGTH_MM = 30.0  # length scale of the spatial component's exp(-d / length)
+SPATIAL_SHARE = 0.85  # share of a parcel's non-network variance that is spatially smooth
+MOTION_BETA = 0.05  # std of the signal change per mm of head displacement
+FD_BETA = 0.5  # std of the signal change per mm of framewise displacement
+HEAD_MM = 50.0  # radius turning rotations into displacements (Power 2012)
+JERK_RATE, JERK_SIZE = 0.02, 6.0  # share of frames with a jerk, and its size in steps
+PHYSIO_AMPLITUDE = 0.3  # std of respiration / cardiac noise at full loading
 
 # (TR in seconds, volumes per run) of the sites modelled on real datasets; others are hashed.
 SITE_ACQUISITION: dict[str, tuple[float, int]] = {
@@ -116,6 +143,54 @@ def segregation(age: float) -> float:
     return float(development - 0.8 * ageing)
 
 
+def powerlaw_bold(
+    rng: np.random.Generator, n: int, tr: float, columns: int, exponent: float
+) -> np.ndarray:
+    """[n, columns] independent unit-variance BOLD series: 1/f^exponent noise, HRF-convolved.
+
+    Drawn in the Fourier domain over twice the run (so the start does not wrap onto the end),
+    the Glover HRF applied as its transfer function.
+    """
+    from nilearn.glm.first_level import glover_hrf
+
+    size = 2 * n
+    freq = np.fft.rfftfreq(size, tr)
+    gain = np.zeros(len(freq))
+    gain[1:] = freq[1:] ** (-exponent / 2)
+    gain = gain * np.fft.rfft(glover_hrf(tr, oversampling=1, time_length=32.0), size)
+    parts = rng.standard_normal((2, len(freq), columns))
+    coef = parts[0] + 1j * parts[1]
+    bold = np.fft.irfft(coef * gain[:, None], size, axis=0)[:n]
+    return bold / bold.std(axis=0, keepdims=True)
+
+
+def private_correlation(
+    coords: np.ndarray, share: float = SPATIAL_SHARE, length_mm: float = SPATIAL_LENGTH_MM
+) -> np.ndarray:
+    """Correlation of the parcels' non-network parts: (1 - share) I + share exp(-d / length_mm).
+
+    Shared interface (fmri/perturb's truth): `coords` [parcels, 3] in mm, d their distances.
+    """
+    coords = np.asarray(coords, dtype=float)
+    distance = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    return (1 - share) * np.eye(len(coords)) + share * np.exp(-distance / length_mm)
+
+
+def physiology(
+    rng: np.random.Generator, n: int, tr: float, rate_hz: float, wobble: float
+) -> np.ndarray:
+    """A quasi-periodic unit-variance trace (rate drifting by `wobble`) sampled every TR.
+
+    Sampling at the TR aliases it: only its phase at the volumes is kept, as in the scanner.
+    """
+    rate = rate_hz * (1 + wobble * np.cumsum(rng.normal(0, 0.05, n)) / np.sqrt(n))
+    phase = 2 * np.pi * np.cumsum(rate * tr) + rng.uniform(0, 2 * np.pi)
+    trace = np.sin(phase) * (
+        1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.002, 0.01) * tr * np.arange(n))
+    )
+    return trace / trace.std()
+
+
 class Generator:
     """The cohort-level structure (network mixing, parcel weights) and one subject's draw."""
 
@@ -131,7 +206,19 @@ class Generator:
             self.sex_mix[a, b] = rng.choice([-1, 1]) * 0.25
         self.parcel_weight = rng.uniform(0.75, 1.0, p)
         self.baseline = rng.uniform(400.0, 1200.0, p)
-        self.motion_beta = rng.normal(0, 0.3, (6, p))
+        coords = atlas[["x", "y", "z"]].to_numpy(float)
+        self.private_factor = np.linalg.cholesky(private_correlation(coords))
+        # motion: mm of signal change per mm of displacement (rotations as arc length), and
+        # the signal change per mm of framewise displacement (Power 2012)
+        self.motion_beta = rng.normal(0, MOTION_BETA, (6, p)) * np.repeat([1, HEAD_MM], 3)[:, None]
+        self.fd_beta = -np.abs(rng.normal(0, FD_BETA, p))
+        # physiological loadings: respiration grows away from the centre of the head, the
+        # cardiac pulse towards the inferior, medial parcels (large vessels, ventricles)
+        radius = np.linalg.norm(coords - coords.mean(axis=0), axis=1)
+        self.resp_loading = rng.uniform(0.5, 1.0, p) * radius / radius.max()
+        inferior = np.exp(-(coords[:, 2] - coords[:, 2].min()) / 40.0)
+        medial = np.exp(-np.abs(coords[:, 0]) / 30.0)
+        self.cardiac_loading = rng.uniform(0.5, 1.0, p) * (inferior + medial) / 2
 
     def mixing(self, coupling: float, sex_sign: float) -> np.ndarray:
         k = len(self.networks)
@@ -144,41 +231,43 @@ class Generator:
         d = np.sqrt(np.diag(cov))
         return cov / np.outer(d, d)
 
+    def motion(self, rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+        """[n, 6] head position (mm, radians): a random walk with rare jerks, centred."""
+        steps = rng.normal(0, scale, (n, 6))
+        jerks = rng.random(n) < JERK_RATE
+        steps[jerks] *= JERK_SIZE
+        motion = np.cumsum(steps, axis=0) / np.repeat([1, HEAD_MM], 3)
+        return motion - motion.mean(axis=0)
+
     def subject(
         self, age: float, sex: str, site: str, noise: float, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         """(series [time, parcels], motion [time, 6], latents) of one subject."""
-        from nilearn.glm.first_level import glover_hrf
-
         tr, n = site_acquisition(site)
         seg = segregation(age)
         coupling_z, loading_z, motion_z = rng.normal(0, 1, 3)
         coupling = max(0.05, 1.1 - 0.8 * seg + 0.12 * coupling_z)
-        loading = float(np.clip(0.45 + 0.35 * seg + 0.06 * loading_z, 0.2, 0.95))
+        loading = float(np.clip(0.4 + 0.3 * seg + 0.06 * loading_z, 0.2, 0.95))
         sex_sign = 1.0 if sex == "F" else -1.0
         k, p = len(self.networks), len(self.member)
-        burn = int(np.ceil(32.0 / tr))  # HRF length: discard the convolution's warm-up
-        phi = np.exp(-tr / NEURAL_TAU_S)
-        shocks = rng.normal(0, np.sqrt(1 - phi**2), (n + 2 * burn, k + p))
-        neural = np.empty_like(shocks)
-        neural[0] = rng.normal(0, 1, k + p)
-        for t in range(1, len(shocks)):
-            neural[t] = phi * neural[t - 1] + shocks[t]
-        hrf = glover_hrf(tr, oversampling=1, time_length=32.0)
-        bold = fftconvolve(neural, hrf[:, None], axes=0)[2 * burn : 2 * burn + n]
-        bold /= bold.std(axis=0, keepdims=True)
+        bold = powerlaw_bold(rng, n, tr, k + p, NEURAL_EXPONENT)
         nets = bold[:, :k] @ self.mixing(coupling, sex_sign).T
         nets /= nets.std(axis=0, keepdims=True)
+        private = bold[:, k:] @ self.private_factor.T
         a = loading * self.parcel_weight
-        signal = a * nets[:, self.member] + np.sqrt(1 - a**2) * bold[:, k:]
-        motion_scale = 0.02 * (1 + 1.5 * np.exp(-max(age, 0) / 6) + max(0, age - 60) / 30)
+        signal = a * nets[:, self.member] + np.sqrt(1 - a**2) * private
+        motion_scale = 0.025 * (1 + 1.5 * np.exp(-max(age, 0) / 6) + max(0, age - 60) / 30)
         motion_scale *= np.exp(0.3 * motion_z)
-        motion = np.cumsum(rng.normal(0, motion_scale, (n, 6)), axis=0)
-        spikes = rng.random(n) < 0.02
-        motion[spikes] += rng.normal(0, 5 * motion_scale, (spikes.sum(), 6))
-        motion -= motion.mean(axis=0)
+        motion = self.motion(rng, n, motion_scale)
+        fd = framewise_displacement(motion)
+        artefact = motion @ self.motion_beta + (fd - fd.mean())[:, None] * self.fd_beta
+        physio = PHYSIO_AMPLITUDE * (
+            physiology(rng, n, tr, rng.uniform(0.2, 0.33), 1.0)[:, None] * self.resp_loading
+            + physiology(rng, n, tr, rng.uniform(0.9, 1.3), 1.0)[:, None] * self.cardiac_loading
+        )
         drift = np.linspace(-1, 1, n)[:, None] * rng.normal(0, 0.3, p)
-        noisy = signal + motion @ self.motion_beta + drift + rng.normal(0, 8 * noise, (n, p))
+        white = rng.normal(0, 8 * noise, (n, p))
+        noisy = signal + artefact + physio + drift + white
         gain = rng.uniform(0.8, 1.2)
         series = gain * self.baseline * (1 + 0.01 * noisy)
         latents = {
@@ -191,6 +280,7 @@ class Generator:
             "loading_z": loading_z,
             "sex_sign": sex_sign,
             "motion_scale": motion_scale,
+            "mean_fd": float(fd[1:].mean()),
             "noise": 8 * noise,
         }
         truth = self.network_correlation(coupling, sex_sign)
@@ -298,6 +388,7 @@ def ensure_functional(cohort_root: Path) -> Path:
     return folder
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only add overhead
 def generate_functional(cohort_root: Path, out: Path, seed: int) -> Path:
     """Write every subject's series, sidecars, confounds, atlas, latents and NIfTI subset."""
     participants = pd.read_csv(cohort_root / "participants.tsv", sep="\t")
@@ -331,6 +422,8 @@ def generate_functional(cohort_root: Path, out: Path, seed: int) -> Path:
         "between_mixing": gen.between.round(6).tolist(),
         "sex_mixing": gen.sex_mix.round(6).tolist(),
         "parcel_weight": gen.parcel_weight.round(6).tolist(),
+        "spatial_share": SPATIAL_SHARE,
+        "spatial_length_mm": SPATIAL_LENGTH_MM,
     }
     (out / "ground_truth.json").write_text(json.dumps(truth) + "\n")
     marker = {"generator": "brainbench.data.synth.functional", "version": VERSION, "seed": seed}
