@@ -176,14 +176,12 @@ def private_correlation(
     return (1 - share) * np.eye(len(coords)) + share * np.exp(-distance / length_mm)
 
 
-def physiology(
-    rng: np.random.Generator, n: int, tr: float, rate_hz: float, wobble: float
-) -> np.ndarray:
-    """A quasi-periodic unit-variance trace (rate drifting by `wobble`) sampled every TR.
+def physiology(rng: np.random.Generator, n: int, tr: float, rate_hz: float) -> np.ndarray:
+    """A quasi-periodic unit-variance trace (drifting rate, slow amplitude swell) every TR.
 
     Sampling at the TR aliases it: only its phase at the volumes is kept, as in the scanner.
     """
-    rate = rate_hz * (1 + wobble * np.cumsum(rng.normal(0, 0.05, n)) / np.sqrt(n))
+    rate = rate_hz * (1 + np.cumsum(rng.normal(0, 0.05, n)) / np.sqrt(n))
     phase = 2 * np.pi * np.cumsum(rate * tr) + rng.uniform(0, 2 * np.pi)
     trace = np.sin(phase) * (
         1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.002, 0.01) * tr * np.arange(n))
@@ -208,8 +206,8 @@ class Generator:
         self.baseline = rng.uniform(400.0, 1200.0, p)
         coords = atlas[["x", "y", "z"]].to_numpy(float)
         self.private_factor = np.linalg.cholesky(private_correlation(coords))
-        # motion: mm of signal change per mm of displacement (rotations as arc length), and
-        # the signal change per mm of framewise displacement (Power 2012)
+        # motion: signal change (in neural-signal std, about 1% BOLD) per mm of displacement
+        # (rotations as arc length) and per mm of framewise displacement (Power 2012)
         self.motion_beta = rng.normal(0, MOTION_BETA, (6, p)) * np.repeat([1, HEAD_MM], 3)[:, None]
         self.fd_beta = -np.abs(rng.normal(0, FD_BETA, p))
         # physiological loadings: respiration grows away from the centre of the head, the
@@ -262,8 +260,8 @@ class Generator:
         fd = framewise_displacement(motion)
         artefact = motion @ self.motion_beta + (fd - fd.mean())[:, None] * self.fd_beta
         physio = PHYSIO_AMPLITUDE * (
-            physiology(rng, n, tr, rng.uniform(0.2, 0.33), 1.0)[:, None] * self.resp_loading
-            + physiology(rng, n, tr, rng.uniform(0.9, 1.3), 1.0)[:, None] * self.cardiac_loading
+            physiology(rng, n, tr, rng.uniform(0.2, 0.33))[:, None] * self.resp_loading
+            + physiology(rng, n, tr, rng.uniform(0.9, 1.3))[:, None] * self.cardiac_loading
         )
         drift = np.linspace(-1, 1, n)[:, None] * rng.normal(0, 0.3, p)
         white = rng.normal(0, 8 * noise, (n, p))
