@@ -34,7 +34,7 @@ MASK_RATIO = 0.75  # the pretraining default (training/pretrain_brainlm.py)
 MODELS = ("brainlm", "vitmae")
 
 
-def _vitmae(cfg, side: int, vit_patch: int):
+def vitmae_for(cfg, side: int, vit_patch: int):
     """ViTMAEForPreTraining matching a BrainLMConfig, on (3, side, side) images."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
@@ -77,7 +77,7 @@ def train(name: str, coords: np.ndarray, args: argparse.Namespace) -> dict:
             return net.masked_loss(x, random_mask(len(x), n_tokens, MASK_RATIO))[0]
     else:
         side = -(-max(args.parcels, args.window) // args.vit_patch) * args.vit_patch
-        net = _vitmae(cfg, side, args.vit_patch)
+        net = vitmae_for(cfg, side, args.vit_patch)
         n_tokens = (side // args.vit_patch) ** 2
         encoded = int(n_tokens * (1 - MASK_RATIO))
 
