@@ -74,11 +74,20 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, keys: Tensor | None = None) -> Tensor:
-        """Self-attention over x (B, N, width); `keys` (B, N) bool limits what is attended to."""
+    def forward(self, x: Tensor, keys: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        """Self-attention over x (B, N, width).
+
+        `keys` (B, N) bool limits what is attended to; `bias` (heads, N, N) is added to the
+        attention logits.
+        """
         b, n, w = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
         allowed = None if keys is None else keys[:, None, None, :]
+        if bias is not None:
+            hidden = torch.zeros((), dtype=bias.dtype, device=bias.device)
+            if allowed is not None:
+                hidden = torch.where(allowed, hidden, float("-inf"))
+            allowed = bias[None] + hidden
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout * self.training
         )
@@ -118,25 +127,34 @@ class AxialBlock(nn.Module):
     each time patch, then across the time patches of each parcel, then an MLP.
 
     A hidden token finds the visible tokens of the same time in one step, and a step costs
-    parcels * patches * (parcels + patches) instead of (parcels * patches)^2.
+    parcels * patches * (parcels + patches) instead of (parcels * patches)^2. The parcel
+    attention's logits fall with distance, -slope * mm / 10 per head, each head's slope
+    learned from a spread of starting values (BOLD correlation falls with distance; heads
+    with a slope near 0 look brain-wide, at networks).
     """
+
+    SLOPES = (0.05, 3.0)  # starting slopes of the first and last head, per 10 mm
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
         self.norm_space = nn.LayerNorm(width)
         self.space = Attention(width, heads, dropout)
+        start = torch.logspace(*(math.log10(s) for s in self.SLOPES), heads)
+        self.slope = nn.Parameter(torch.log(torch.expm1(start)))  # softplus(slope) = start
         self.norm_time = nn.LayerNorm(width)
         self.time = Attention(width, heads, dropout)
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = _mlp(width, mlp_ratio, dropout)
 
-    def forward(self, x: Tensor, visible: Tensor) -> Tensor:
-        """`visible` (B, parcels, patches) bool: the tokens the parcel attention may look at."""
+    def forward(self, x: Tensor, visible: Tensor, distance: Tensor) -> Tensor:
+        """`visible` (B, parcels, patches) bool: the tokens the parcel attention may look at;
+        `distance` (parcels, parcels) between the parcels in units of 10 mm."""
         b, p, n, w = x.shape
         keys = visible.transpose(1, 2).reshape(b * n, p)
         keys = keys | ~keys.any(dim=1, keepdim=True)  # a time with no visible parcel: all
+        bias = -F.softplus(self.slope)[:, None, None] * distance
         across = self.norm_space(x.transpose(1, 2).reshape(b * n, p, w))
-        x = x + self.space(across, keys).view(b, n, p, w).transpose(1, 2)
+        x = x + self.space(across, keys, bias).view(b, n, p, w).transpose(1, 2)
         along = x.reshape(b * p, n, w)
         x = x + self.time(self.norm_time(along)).view(b, p, n, w)
         return x + self.mlp(self.norm_mlp(x))
@@ -280,8 +298,9 @@ class BrainLM(nn.Module):
         full = full + self._position(self.decoder_parcel, n, self.cfg.decoder_width)
         grid = full.view(b, p, n, -1)
         visible = ~mask.view(b, p, n)
+        distance = torch.cdist(self.coords, self.coords) / 10.0
         for block in self.decoder_blocks:
-            grid = block(grid, visible)
+            grid = block(grid, visible, distance)
         return self.head(self.decoder_norm(grid))
 
     def masked_loss(
