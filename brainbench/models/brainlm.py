@@ -128,19 +128,20 @@ class AxialBlock(nn.Module):
 
     A hidden token finds the visible tokens of the same time in one step, and a step costs
     parcels * patches * (parcels + patches) instead of (parcels * patches)^2. The parcel
-    attention's logits fall with distance, -slope * mm / 10 per head, each head's slope
-    learned from a spread of starting values (BOLD correlation falls with distance; heads
-    with a slope near 0 look brain-wide, at networks).
+    attention's logits fall with distance, by -slope * mm / 10 with a fixed slope per head
+    spaced geometrically (as ALiBi does over positions): BOLD correlation falls with distance,
+    and heads with a slope near 0 still look brain-wide, at networks. Learned slopes stayed
+    where they started and made a step 4x slower (docs/brainlm_diagnosis.md).
     """
 
-    SLOPES = (0.05, 3.0)  # starting slopes of the first and last head, per 10 mm
+    SLOPES = (0.05, 3.0)  # slopes of the first and last head, per 10 mm
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
         self.norm_space = nn.LayerNorm(width)
         self.space = Attention(width, heads, dropout)
-        start = torch.logspace(*(math.log10(s) for s in self.SLOPES), heads)
-        self.slope = nn.Parameter(torch.log(torch.expm1(start)))  # softplus(slope) = start
+        slope = torch.logspace(*(math.log10(s) for s in self.SLOPES), heads)
+        self.register_buffer("slope", slope[:, None, None])
         self.norm_time = nn.LayerNorm(width)
         self.time = Attention(width, heads, dropout)
         self.norm_mlp = nn.LayerNorm(width)
@@ -152,7 +153,7 @@ class AxialBlock(nn.Module):
         b, p, n, w = x.shape
         keys = visible.transpose(1, 2).reshape(b * n, p)
         keys = keys | ~keys.any(dim=1, keepdim=True)  # a time with no visible parcel: all
-        bias = -F.softplus(self.slope)[:, None, None] * distance
+        bias = -self.slope * distance
         across = self.norm_space(x.transpose(1, 2).reshape(b * n, p, w))
         x = x + self.space(across, keys, bias).view(b, n, p, w).transpose(1, 2)
         along = x.reshape(b * p, n, w)
