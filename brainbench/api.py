@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -249,7 +249,8 @@ def run(
     if not is_global_zero():
         return pd.DataFrame()
     outputs = {exp.config.output_dir for exp in experiments}
-    tables = [report(out, log=log) for out in sorted(outputs)]
+    ran = {exp.config.task for exp in experiments}
+    tables = [report(out, log=log, tasks=ran) for out in sorted(outputs)]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -369,11 +370,16 @@ def grid(
 
 
 def report(
-    results_dir: Path = Path("results"), *, utility: bool = False, log: Log = print
+    results_dir: Path = Path("results"),
+    *,
+    utility: bool = False,
+    tasks: Collection[str] | None = None,
+    log: Log = print,
 ) -> pd.DataFrame:
     """Aggregate the run records under `results_dir` into leaderboard.md/.csv, dashboard.html.
 
-    `utility` first fits the input-utility mixed models on the multimodal grid
+    Prints the tables of `tasks` (default: every task), each with its headline per lifespan
+    stage; `utility` first fits the input-utility mixed models on the multimodal grid
     (grid/utility.csv, shown in the dashboard) and prints their table.
     """
     results_dir = Path(results_dir)
@@ -382,7 +388,7 @@ def report(
 
         log(format_utility(write_utility(results_dir)))
     table, paths = write_reports(results_dir)
-    log(format_table(table))
+    log(format_table(table, tasks))
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     return table
 

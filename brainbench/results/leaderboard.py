@@ -11,7 +11,7 @@ runner to `<results>/oracle/<task-slug>.json`, add an unranked row (model 'oracl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,14 @@ from brainbench.results.record import (
 from brainbench.results.tables import (
     ORACLE_MODEL,
     ORACLE_PROTOCOL,
+    SHORT_STAGES,
     cells,
     direction,
     fmt,
     headline,
     sections,
     stage_table,
+    subset_label,
 )
 from brainbench.stages import STAGE_NAMES
 
@@ -216,17 +218,32 @@ def curve_file(task: str, dataset: str, part: pd.DataFrame) -> str | None:
     return f"label_efficiency_{slug(task)}_{slug(dataset)}.png"
 
 
-def format_table(df: pd.DataFrame) -> str:
-    """Plain-text tables for a terminal, one per task and dataset."""
+def format_table(df: pd.DataFrame, tasks: Collection[str] | None = None) -> str:
+    """Plain-text tables for a terminal, one per task and dataset (of `tasks`, if given), each
+    followed by its headline per lifespan stage (of the full-training-set rows, if others)."""
     blocks = []
     for task, dataset, part in sections(df):
-        headers, rows = cells(part)
-        widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+        if tasks is not None and task not in tasks:
+            continue
         lines = [f"{task}{f' ({dataset})' if dataset else ''}: {direction(part)}"]
-        for row in [headers, ["-" * w for w in widths], *rows]:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        lines += _aligned(*cells(part))
+        full = part[[not subset_label(row) for _, row in part.iterrows()]]
+        stages = stage_table(full if len(full) else part)
+        if not stages.columns.empty:
+            lines += ["", f"{headline(part)[0]} per lifespan stage (mean over seeds):"]
+            headers = ["", *(SHORT_STAGES.get(s, s) for s in stages.columns)]
+            lines += _aligned(headers, [[n, *map(fmt, v)] for n, v in stages.iterrows()])
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
+
+
+def _aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A header, a rule and the rows, in columns as wide as their widest cell."""
+    widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, ["-" * w for w in widths], *rows]
+    ]
 
 
 # --- reports ----------------------------------------------------------------------------------

@@ -14,6 +14,14 @@ import pandas as pd
 from brainbench.stages import STAGE_NAMES
 
 ORACLE_MODEL, ORACLE_PROTOCOL = "oracle", "oracle ceiling"
+# column headers of the terminal's per-stage table, short enough for 100 columns
+SHORT_STAGES = {
+    "neonatal": "neonat",
+    "adolescent": "adolesc",
+    "young_adult": "young",
+    "middle_age": "middle",
+    "older_adult": "older",
+}
 
 
 def sections(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
