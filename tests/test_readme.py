@@ -14,3 +14,8 @@ def test_readme_names_only_files_that_exist():
     assert links and named
     missing = [path for path in {*links, *named} if not (ROOT / path).exists()]
     assert not missing, missing
+
+
+def test_readme_says_how_to_get_the_command_on_the_path():
+    quick_start = (ROOT / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
+    assert "source .venv/bin/activate" in quick_start and ".venv/bin/brainbench" in quick_start
