@@ -11,6 +11,7 @@ runner to `<results>/oracle/<task-slug>.json`, add an unranked row (model 'oracl
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ from brainbench.results.tables import (
     direction,
     fmt,
     headline,
+    record_subset,
     sections,
+    stage_note,
     stage_table,
     subset_label,
 )
@@ -110,12 +113,6 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), std
 
 
-def _subset(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's label fraction and stages as hashable cells ('' = every stage)."""
-    stages = {k: "+".join(record.get(k) or []) for k in ("train_stages", "test_stages")}
-    return {"label_fraction": float(record.get("label_fraction") or 1.0), **stages}
-
-
 def _aggregate(group: list[dict[str, Any]]) -> dict[str, Any]:
     first = group[0]
     name = first["headline"]["name"]
@@ -159,7 +156,7 @@ def build_leaderboard(
             "no run records to build a leaderboard from; run `brainbench run` first."
         )
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for record in (r | _subset(r) for r in records):
+    for record in (r | record_subset(r) for r in records):
         groups.setdefault(tuple(record[k] for k in GROUP), []).append(record)
     rows = [_aggregate(group) for group in groups.values()]
     for oracle in oracles or []:
@@ -208,6 +205,8 @@ def to_markdown(df: pd.DataFrame) -> str:
             lines += ["", f"{_md(headline(part)[0])} per lifespan stage (mean over seeds):", ""]
             lines += [_md_row(["model", *stages.columns]), _md_row(["---"] * (stages.shape[1] + 1))]
             lines += [_md_row([name, *map(fmt, values)]) for name, values in stages.iterrows()]
+            if note := stage_note(part, stages):
+                lines += ["", _md(note)]
     return "\n".join(lines) + "\n"
 
 
@@ -233,6 +232,8 @@ def format_table(df: pd.DataFrame, tasks: Collection[str] | None = None) -> str:
             lines += ["", f"{headline(part)[0]} per lifespan stage (mean over seeds):"]
             headers = ["", *(SHORT_STAGES.get(s, s) for s in stages.columns)]
             lines += _aligned(headers, [[n, *map(fmt, v)] for n, v in stages.iterrows()])
+            if note := stage_note(part, stages):
+                lines.append(textwrap.fill(note, 96))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -281,6 +282,6 @@ def write_reports(results_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Path
         "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
         "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
         "dashboard": atomic_write_text(
-            root / "dashboard.html", render_dashboard(df, records, grid_section(root))
+            root / "dashboard.html", render_dashboard(df, records, grid_section(root), root)
         ),
     }
