@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -14,13 +14,14 @@ import pandas as pd
 from brainbench.cluster import SlurmOptions, cluster_overrides, submit_job
 from brainbench.config import (
     Layer,
+    StrictModel,
     build_config,
     deep_merge,
     load_yaml,
     parse_overrides,
     validate_section,
 )
-from brainbench.errors import ConfigError
+from brainbench.errors import ConfigError, unknown
 from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plugins
 from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
@@ -75,9 +76,33 @@ def resolve_config(
     layers = head + [(f"dataset '{name}' defaults", source.defaults)] + tail
     config = build_config(layers)
     params = validate_section(
-        get_model(config.model_name).config_cls, config.model_params, layers, prefix="model."
+        get_model(config.model_name).config_cls,
+        config.model_params,
+        layers,
+        prefix="model.",
+        owner=f"model '{config.model_name}'",
     )
     return Experiment(config, params)
+
+
+def _own_overrides(overrides: Sequence[str], model: str, models: Sequence[str]) -> list[str]:
+    """`overrides` less the model.KEY ones that `model` lacks but another of `models` has.
+
+    So `-m atlas unet model.patch_size=[24,24,24]` sets unet's patches and leaves atlas alone;
+    a key no model has stays, to be reported with the model that refused it.
+    """
+
+    def has(name: str, key: str) -> bool:
+        return key in get_model(name).config_cls.model_fields
+
+    kept = []
+    for item in overrides:
+        section, _, rest = item.partition("=")[0].partition(".")
+        key = rest.partition(".")[0]
+        if section == "model" and key and not has(model, key) and any(has(m, key) for m in models):
+            continue
+        kept.append(item)
+    return kept
 
 
 def plan(
@@ -90,16 +115,17 @@ def plan(
 ) -> list[Experiment]:
     """Every (task, model[, label fraction]) experiment of a run.
 
-    Models default to each task's own list; each of `label_fractions` adds one experiment per
-    task and model (the `label_fraction` config key), none keeps the config's own.
+    Models default to each task's own list; a model.KEY override goes to the models having KEY.
+    Each of `label_fractions` adds one experiment per task and model (the `label_fraction`
+    config key), none keeps the config's own.
     """
     experiments = []
     extra = [[f"label_fraction={f}"] for f in label_fractions] or [[]]
     for task in tasks:
-        spec = get_task(task)
-        for model in models or spec.models:
+        chosen = models or get_task(task).models
+        for model in chosen:
             for more in extra:
-                overs = [*overrides, *more]
+                overs = [*_own_overrides(overrides, model, chosen), *more]
                 experiments.append(resolve_config(task, model, overrides=overs, **options))
     return experiments
 
@@ -134,14 +160,19 @@ def suite_plan(
         for model, extra in suite.pretrain.items()
     }
     experiments = []
+    chosen = {
+        task: [ModelEntry(model=m) for m in models or ()] or entry.entries()
+        for task, entry in suite.tasks.items()
+    }
+    everyone = sorted({model.model for entries in chosen.values() for model in entries})
     for task, entry in suite.tasks.items():
         fractions = label_fractions or entry.label_fractions
-        chosen = [ModelEntry(model=m) for m in models or ()] or entry.entries()
-        for model in chosen:
+        for model in chosen[task]:
             init = [f"model.init={folders[model.init]}"] if model.init else []
+            own = _own_overrides(overrides, model.model, everyone)
             experiments += plan(
                 [task], [model.model], label_fractions=fractions, dataset=dataset,
-                overrides=[*overrides, *init], debug=debug, config_file=config_file,
+                overrides=[*own, *init], debug=debug, config_file=config_file,
             )  # fmt: skip
     return experiments
 
@@ -218,7 +249,8 @@ def run(
     if not is_global_zero():
         return pd.DataFrame()
     outputs = {exp.config.output_dir for exp in experiments}
-    tables = [report(out, log=log) for out in sorted(outputs)]
+    ran = {exp.config.task for exp in experiments}
+    tables = [report(out, log=log, tasks=ran) for out in sorted(outputs)]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -245,6 +277,8 @@ def pretrain(
         call = partial(pretrain, model, dataset=dataset, overrides=overrides, debug=debug,
                        config_file=config_file)  # fmt: skip
         return submit_job(call, slurm, name=f"brainbench-pretrain-{model}", log=log)
+    if model not in (configs := pretrain_configs()):
+        raise unknown("pretrainable model", model, configs)
     fmri = model == "brainlm"  # parcel time series: its own config and training loop
     layers: list[Layer] = []
     if debug:
@@ -269,6 +303,18 @@ def pretrain(
     get_source(config.data.dataset)  # an unknown dataset fails before any work
     check_writable(config.output_dir)
     return run_pretraining(config, log=log)
+
+
+def pretrain_configs() -> dict[str, type[StrictModel]]:
+    """The config of each model `pretrain` trains: every registered masked-autoencoder
+    backbone (training/pretrain.py) and brainlm (training/pretrain_brainlm.py)."""
+    from brainbench.models.mae import BACKBONES
+    from brainbench.training.pretrain import pretrain_config_class
+    from brainbench.training.pretrain_brainlm import BrainLMPretrainConfig
+
+    load_plugins()
+    backbones = {name: pretrain_config_class(name) for name in sorted(BACKBONES)}
+    return backbones | {"brainlm": BrainLMPretrainConfig}
 
 
 def predict(
@@ -324,11 +370,16 @@ def grid(
 
 
 def report(
-    results_dir: Path = Path("results"), *, utility: bool = False, log: Log = print
+    results_dir: Path = Path("results"),
+    *,
+    utility: bool = False,
+    tasks: Collection[str] | None = None,
+    log: Log = print,
 ) -> pd.DataFrame:
     """Aggregate the run records under `results_dir` into leaderboard.md/.csv, dashboard.html.
 
-    `utility` first fits the input-utility mixed models on the multimodal grid
+    Prints the tables of `tasks` (default: every task), each with its headline per lifespan
+    stage; `utility` first fits the input-utility mixed models on the multimodal grid
     (grid/utility.csv, shown in the dashboard) and prints their table.
     """
     results_dir = Path(results_dir)
@@ -337,7 +388,7 @@ def report(
 
         log(format_utility(write_utility(results_dir)))
     table, paths = write_reports(results_dir)
-    log(format_table(table))
+    log(format_table(table, tasks))
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     return table
 

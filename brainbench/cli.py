@@ -9,26 +9,77 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
 from brainbench import __version__
-from brainbench.errors import BrainbenchError
+from brainbench.errors import BrainbenchError, unknown
 
-EPILOG = """examples:
+if TYPE_CHECKING:
+    from brainbench.tasks import TaskSpec
+
+EXAMPLES = """examples:
   brainbench run                                  the quick suite on the embedded cohort
   brainbench run --debug                          the same in seconds (tiny cohort, 1 seed)
   brainbench mri age -m sfcn ridge --dataset synth --debug trainer.max_epochs=3
   brainbench mri age --dataset bids data.path=/data/my_bids
   brainbench report results
-
-config keys: data.{dataset,path,preset,cohort_seed,cache_dir}
-  preprocess.{spacing,shape,crop_to_brain,percentiles}  split.{seed,val_fraction,test_fraction}
-  trainer.{max_epochs,batch_size,lr,weight_decay,scheduler,patience,accelerator,devices,
-  strategy,precision,num_workers,progress_bar}  model.<parameter>  seeds  output_dir
-models: `brainbench models`; tasks: `brainbench tasks`; datasets: `brainbench datasets`
 """
+LISTINGS = "models: `brainbench models`; tasks: `brainbench tasks`; datasets: `brainbench datasets`"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line BrainbenchErrors (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BrainbenchError(f"{message} (see `{self.prog} --help`)")
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """An unknown choice (command, task, --cluster ...) names the closest valid one."""
+        if action.choices is not None and value not in action.choices:
+            flag = action.option_strings[-1].lstrip("-") if action.option_strings else None
+            kind = (action.metavar or flag or action.dest).lower()
+            raise unknown(kind, str(value), action.choices)
+
+
+def _epilog() -> str:
+    """Examples, then the config keys, generated from the config so the two cannot drift."""
+    from brainbench.config import ExperimentConfig, key_summary
+
+    title = "config keys (key.sub=value; model.* per model, task_options.* per task):"
+    return f"{EXAMPLES}\n{title}\n{key_summary(ExperimentConfig)}\n{LISTINGS}\n"
+
+
+def _task_help(spec: TaskSpec) -> str:
+    """What a task measures, its metrics and its models, for `brainbench MODALITY TASK --help`."""
+    better = "higher" if spec.higher_is_better else "lower"
+    others = [m for m in spec.metrics if m != spec.headline]
+    lines = [
+        spec.description,
+        "",
+        f"measures: {spec.kind} of '{spec.target}' from {', '.join(spec.inputs)}",
+        f"metrics:  {spec.headline} (the headline; {better} is better), {', '.join(others)}",
+        f"models:   {', '.join(spec.models)} (the default; -m picks any of `brainbench models`)",
+    ]
+    return "\n".join(textwrap.fill(line, 92, subsequent_indent=" " * 10) for line in lines)
+
+
+def _pretrain_help() -> tuple[str, str]:
+    """The pretrainable models and, per group of them sharing a config, its keys."""
+    from brainbench import api
+    from brainbench.config import key_summary
+
+    groups: dict[str, list[str]] = {}
+    for name, config in api.pretrain_configs().items():
+        groups.setdefault(key_summary(config, open_sections=("model",)), []).append(name)
+    keys = "\n".join(
+        f"config keys of {', '.join(names)} (model.* per model):\n{summary}"
+        for summary, names in groups.items()
+    )
+    return ", ".join(name for names in groups.values() for name in names), keys
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -101,11 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     from brainbench.suites import suite_names
     from brainbench.tasks import all_tasks
 
-    parser = argparse.ArgumentParser(
+    epilog = _epilog()
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = Parser(
         prog="brainbench",
         description="Pretrain, fine-tune and benchmark brain foundation models across the lifespan",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"brainbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -115,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run tasks (no task = the quick suite) and write the leaderboard",
         description="Run tasks x models x seeds on a dataset, then aggregate the leaderboard. "
         "Positional arguments are task names (mri/age) or key=value config overrides.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+        formatter_class=raw,
     )
     _add_run_options(run)
     run.add_argument(
@@ -126,37 +179,45 @@ def build_parser() -> argparse.ArgumentParser:
         "or a suite YAML file",
     )
 
-    by_modality: dict[str, list[str]] = {}
-    for name in all_tasks():
-        modality, _, task = name.partition("/")
-        by_modality.setdefault(modality, []).append(task)
-    for modality, names in sorted(by_modality.items()):
+    by_modality: dict[str, list[TaskSpec]] = {}
+    for name, spec in sorted(all_tasks().items()):
+        by_modality.setdefault(name.partition("/")[0], []).append(spec)
+    for modality, specs in sorted(by_modality.items()):
+        names = [spec.name.partition("/")[2] for spec in specs]
         p = sub.add_parser(
             modality,
-            help=f"run one {modality} task ({', '.join(sorted(names))})",
-            description=f"Run one {modality} task with one or more models over seeds.",
-            epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            help=f"run one {modality} task ({', '.join(names)})",
+            description=f"Run one {modality} task with one or more models over seeds. "
+            f"`brainbench {modality} TASK --help` says what the task measures.",
+            formatter_class=raw,
         )
-        p.add_argument("task", choices=sorted(names), help="task name")
-        p.set_defaults(modality=modality)
-        _add_run_options(p)
+        tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
+        for spec in specs:
+            t = tasks.add_parser(
+                spec.name.partition("/")[2],
+                help=spec.description,
+                description=_task_help(spec),
+                epilog=epilog,
+                formatter_class=raw,
+            )
+            t.set_defaults(modality=modality)
+            _add_run_options(t)
 
+    pretrainable, pretrain_keys = _pretrain_help()
     pretrain = sub.add_parser(
         "pretrain",
-        help="pretrain a foundation model (mae3d_cnn) on a dataset's training subjects",
+        help=f"pretrain a foundation model ({pretrainable}) on a dataset's training subjects",
         description="Masked-autoencoder pretraining on the training subjects of a dataset's "
-        "shared split (never any task's test subjects); writes model.safetensors, config.json, "
-        "metrics.json and reconstructions.png under OUTPUT_DIR/pretrained/. Fine-tune with "
-        "`brainbench mri age -m mae3d_cnn model.init=PATH` or probe with -m mae3d_probe.",
+        "shared split (never any task's test subjects); writes model.safetensors, config.json "
+        "and metrics.json under OUTPUT_DIR/pretrained/. Fine-tune with "
+        "`brainbench mri age -m mae3d_cnn model.init=PATH` (brainlm: `brainbench fmri age -m "
+        "brainlm model.init=PATH`) or probe with -m mae3d_probe (brainlm_probe).",
         epilog="examples:\n  brainbench pretrain mae3d_cnn --debug\n"
-        "  brainbench pretrain mae3d_cnn max_steps=2000 model.width=64 trainer.batch_size=8\n\n"
-        "config keys: model.* (per model) max_steps mask_ratio local_patch global_patch\n"
-        "  crop_size augment.{flip,rotation,scale,upper_percentile} checkpoint_every seed\n"
-        "  output_dir modalities data.* preprocess.* split.* trainer.*",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "  brainbench pretrain mae3d_cnn max_steps=2000 model.width=64 trainer.batch_size=8\n"
+        f"  brainbench pretrain brainlm --debug window=80\n\n{pretrain_keys}",
+        formatter_class=raw,
     )
-    pretrain.add_argument("model", help="pretrain: mae3d_cnn, mae3d_vit, mae2d or brainlm")
+    pretrain.add_argument("model", help=f"one of {pretrainable}")
     pretrain.add_argument("--dataset", metavar="NAME", help="data source (default: synth)")
     pretrain.add_argument("--debug", action="store_true", help="debug cohort, 30 steps")
     pretrain.add_argument("--config", type=Path, metavar="FILE", help="YAML config layer")

@@ -8,7 +8,9 @@ layer it came from and the closest valid key.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -22,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from brainbench.errors import ConfigError, suggest
+from brainbench.errors import ConfigError
 
 
 def home() -> Path:
@@ -208,16 +210,57 @@ def _flat_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
-def _valid_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the config section that holds the key at `loc`."""
-    cls = root
-    for part in loc[:-1]:
-        field = cls.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        cls = annotation
-    return list(cls.model_fields)
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The config class of a nested section's annotation, or None for a plain value."""
+    is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation if is_section else None
+
+
+def dotted_keys(root: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key of `root`, sections and their fields, dotted: ['data', 'data.path', ...]."""
+    keys = []
+    for name, field in root.model_fields.items():
+        keys.append(prefix + name)
+        if section := _section(field.annotation):
+            keys += dotted_keys(section, f"{prefix}{name}.")
+    return keys
+
+
+def closest_key(key: str, keys: list[str]) -> str | None:
+    """The valid dotted key whose last part is closest to that of `key` (a key of the same
+    section wins a tie), so 'max_epochs' -> 'trainer.max_epochs'; None if none is close."""
+    section, _, leaf = key.rpartition(".")
+
+    def score(candidate: str) -> tuple[float, bool]:
+        where, _, name = candidate.rpartition(".")
+        return difflib.SequenceMatcher(None, leaf, name).ratio(), where == section
+
+    best = max(keys, key=score, default=None)
+    return best if best is not None and score(best)[0] >= 0.6 else None
+
+
+def key_summary(root: type[BaseModel], open_sections: tuple[str, ...] = ()) -> str:
+    """The config keys of `root` for a --help: one line per section, then the top-level keys.
+
+    A dict-typed section or one of `open_sections` (whose keys depend on the model or task)
+    shows as 'name.<parameter>'.
+    """
+    lines, top = [], []
+    for name, field in root.model_fields.items():
+        section = _section(field.annotation)
+        if name in open_sections or (section is None and _is_mapping(field.annotation)):
+            lines.append(f"{name}.<parameter>")
+        elif section is not None:
+            text = f"{name}.{{{', '.join(section.model_fields)}}}"
+            lines.append(textwrap.fill(text, 92, subsequent_indent="    "))
+        else:
+            top.append(name)
+    lines.append(textwrap.fill(" ".join(top), 92, subsequent_indent="  "))
+    return "\n".join("  " + line for line in lines)
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", annotation) is dict
 
 
 def origin(key: str, layers: list[Layer]) -> str:
@@ -253,7 +296,8 @@ def format_validation_error(
         key = prefix + ".".join(str(p) for p in loc) if loc else prefix.rstrip(".") or "config"
         where = origin(key, layers)
         if err["type"] == "extra_forbidden":
-            hint = suggest(str(loc[-1]), _valid_keys(root, loc))
+            close = closest_key(key, dotted_keys(root, prefix))
+            hint = f" Did you mean '{close}'?" if close else ""
             lines.append(f"unknown config key '{key}' (from {where}).{hint}")
         else:
             lines.append(f"bad value for '{key}' (from {where}): {err['msg']}.")
@@ -261,13 +305,19 @@ def format_validation_error(
 
 
 def validate_section(
-    cls: type[BaseModel], values: dict[str, Any], layers: list[Layer], prefix: str
+    cls: type[BaseModel],
+    values: dict[str, Any],
+    layers: list[Layer],
+    prefix: str,
+    owner: str = "",
 ) -> BaseModel:
-    """Validate a free-form section (e.g. a model's parameters) against its own config class."""
+    """Validate a free-form section (e.g. a model's parameters) against its own config class;
+    an error starts with `owner` (e.g. "model 'atlas'"), the one refusing the keys."""
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, layers, root=cls, prefix=prefix)) from None
+        message = format_validation_error(exc, layers, root=cls, prefix=prefix)
+        raise ConfigError(f"{owner}: {message}" if owner else message) from None
 
 
 def config_to_dict(config: BaseModel) -> dict[str, Any]:

@@ -1,13 +1,19 @@
-"""Test-session setup: nothing touches the user's home or the network."""
+"""Test-session setup: nothing touches the user's home, cache, results or the network."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
-os.environ.setdefault("BRAINBENCH_HOME", tempfile.mkdtemp(prefix="brainbench-test-home-"))
+# Always a fresh folder, even when the user has BRAINBENCH_HOME set: tests must never write into
+# (or read from) a user's cohorts, caches or exported models.
+TEST_HOME = tempfile.mkdtemp(prefix="brainbench-test-home-")
+atexit.register(shutil.rmtree, TEST_HOME, ignore_errors=True)
+os.environ["BRAINBENCH_HOME"] = TEST_HOME
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["MPLBACKEND"] = "Agg"
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from brainbench.api import resolve_config
+from brainbench.api import plan, resolve_config
 from brainbench.config import ConfigError, build_config, deep_merge, load_yaml, parse_overrides
 
 
@@ -84,3 +84,18 @@ def test_yaml_is_loaded_safely(tmp_path: Path):
 def test_model_name_is_required():
     with pytest.raises(ConfigError, match="model"):
         build_config([("defaults", {"task": "mri/age", "model": {}})])
+
+
+def test_a_model_key_goes_to_the_models_that_have_it():
+    atlas, unet = plan(["mri/seg"], ["atlas", "unet"], overrides=["model.patch_size=[8,8,8]"])
+    assert atlas.config.model_params == {} and unet.params.patch_size == (8, 8, 8)
+    with pytest.raises(ConfigError, match=r"^model 'atlas': unknown config key 'model\.patch_s"):
+        plan(["mri/seg"], ["atlas"], overrides=["model.patch_size=[8,8,8]"])
+    with pytest.raises(ConfigError, match="model 'atlas'"):  # a key no model has
+        plan(["mri/seg"], ["atlas", "unet"], overrides=["model.patch_sise=[8,8,8]"])
+
+
+def test_a_key_hint_is_the_full_dotted_key():
+    for given in ("max_epoch", "max_epochs", "trainer.max_epoch", "epochs"):
+        with pytest.raises(ConfigError, match=r"Did you mean 'trainer\.max_epochs'\?$"):
+            resolve_config("mri/age", "ridge", overrides=[f"{given}=3"])

@@ -1,8 +1,9 @@
 """dashboard.html: one self-contained page of the leaderboard that works offline.
 
-Per task and dataset: a sortable table (rank, headline mean ± std, oracle ceiling marked), a bar
-chart of the headline with std error bars and one dot per seed, and a heatmap of the headline
-per lifespan stage and model.
+Per task and dataset: a sortable table (rank, headline mean ± std, oracle ceiling marked, links
+to each seed's figures), a bar chart of the headline with std error bars and one dot per seed,
+and a heatmap of the headline per lifespan stage and model. Wide tables and heatmaps scroll
+inside their own box, so the page fits a phone.
 
 The charts are inline SVG written here, plus a few lines of vanilla JS to sort the tables, rather
 than plotly: plotly's inline bundle adds ~4.6 MB to every page and carries URL strings of its
@@ -15,7 +16,10 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -29,7 +33,9 @@ from brainbench.results.tables import (
     label,
     mean_std,
     metric_names,
+    record_label,
     sections,
+    stage_note,
     stage_table,
 )
 
@@ -38,7 +44,10 @@ Key = tuple[str, str, str]  # (task, dataset, model label)
 WIDTH, LEFT, RIGHT, ROW = 720, 230, 24, 26
 
 STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 980px;
+  color: #222; }
+.scroll { overflow-x: auto; max-width: 100%; }
+p.note { color: #8a4b00; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }
 th { cursor: pointer; background: #f4f4f4; user-select: none; }
@@ -89,12 +98,12 @@ def _sort_key(value: Any) -> str:
     return repr(float(value)) if _finite(value) else ""
 
 
-def _table(part: pd.DataFrame) -> str:
+def _table(part: pd.DataFrame, figures: dict[Key, str], task: str, dataset: str) -> str:
     headers, rows = cells(part)
     numeric = ["rank", None, None, "headline_mean", "n_seeds"]
     numeric += [f"{m}_mean" for m in metric_names(part)]
-    out = ['<table class="sortable"><thead><tr>']
-    out += [f"<th>{_e(h)}</th>" for h in headers] + ["</tr></thead><tbody>"]
+    out = ['<div class="scroll"><table class="sortable"><thead><tr>']
+    out += [f"<th>{_e(h)}</th>" for h in [*headers, "figures"]] + ["</tr></thead><tbody>"]
     for (_, record), row in zip(part.iterrows(), rows, strict=True):
         oracle = record["model"] == ORACLE_MODEL
         out.append('<tr class="oracle">' if oracle else "<tr>")
@@ -102,17 +111,39 @@ def _table(part: pd.DataFrame) -> str:
             value = record[col] if col else None
             key = _sort_key(None if value is pd.NA else value) if col else text
             out.append(f'<td data-v="{_e(key)}">{_e(text)}</td>')
-        out.append("</tr>")
-    return "".join(out) + "</tbody></table>"
+        out.append(f'<td data-v="">{figures.get((task, dataset, label(record)), "")}</td></tr>')
+    return "".join(out) + "</tbody></table></div>"
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+def _figures(records: list[dict[str, Any]], root: Path | None) -> dict[Key, str]:
+    """Per table row, links to each seed's figures (the PNGs of its run folder), as HTML."""
+    links: dict[Key, list[str]] = {}
+    if root is None:
+        return {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        pngs = sorted(Path(r["path"]).glob("*.png")) if r.get("path") else []
+        anchors = [
+            f'<a href="{_e(quote(Path(os.path.relpath(png, root)).as_posix()))}">{_e(png.stem)}</a>'
+            for png in pngs
+        ]
+        if anchors:
+            key = (str(r["task"]), str(r["dataset"]), record_label(r))
+            links.setdefault(key, []).append(f"{_e(r['seed'])}: {' '.join(anchors)}")
+    return {key: " · ".join(items) for key, items in links.items()}
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[tuple[float, str]]:
+    """(value, label) of round axis ticks: whole multiples of a 1, 2 or 5 step, labelled in
+    fixed point to the step's decimals (0 is '0', not '6.939e-18')."""
     step = 10 ** math.floor(math.log10((high - low) / count))
     for factor in (1, 2, 5, 10):
         if (high - low) / (step * factor) <= count:
             step *= factor
             break
-    return [float(t) for t in np.arange(math.ceil(low / step) * step, high + step / 2, step)]
+    digits = max(0, -math.floor(math.log10(step)))
+    first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+    values = [round(k * step, digits) + 0.0 for k in range(first, last + 1)]
+    return [(v, f"{v:.{digits}f}") for v in values]
 
 
 def _bars(part: pd.DataFrame, seeds: dict[Key, list[float]], task: str, dataset: str) -> str:
@@ -130,14 +161,15 @@ def _bars(part: pd.DataFrame, seeds: dict[Key, list[float]], task: str, dataset:
     low, high = min(values), max(values)
     high = high if high > low else low + 1.0
     ticks = _ticks(low, high)
-    low, high = min(low, ticks[0]), max(high, ticks[-1])
+    low, high = min(low, ticks[0][0]), max(high, ticks[-1][0])
     top, plot_w = 22, WIDTH - LEFT - RIGHT
     height = top + ROW * len(models) + 30
 
     def x(v: float) -> float:
         return round(LEFT + (v - low) / (high - low) * plot_w, 1)
 
-    out = [f'<svg width="{WIDTH}" height="{height}" role="img" aria-label="{_e(name)} by model">']
+    out = [f'<div class="scroll"><svg width="{WIDTH}" height="{height}" role="img" '
+           f'aria-label="{_e(name)} by model">']  # fmt: skip
     for i, (_, r) in enumerate(models.iterrows()):
         y, mid, text = top + i * ROW, top + i * ROW + ROW / 2, label(r)
         mean, std = r["headline_mean"], r["headline_std"]
@@ -168,12 +200,12 @@ def _bars(part: pd.DataFrame, seeds: dict[Key, list[float]], task: str, dataset:
             "oracle ceiling</text>"
         )
     out.append(f'<path d="M{LEFT},{bottom}H{WIDTH - RIGHT}" stroke="#444"/>')
-    for t in ticks:
+    for t, text in ticks:
         out.append(
             f'<path d="M{x(t)},{bottom}V{bottom + 5}" stroke="#444"/>'
-            f'<text x="{x(t)}" y="{bottom + 18}" text-anchor="middle">{_e(fmt(t))}</text>'
+            f'<text x="{x(t)}" y="{bottom + 18}" text-anchor="middle">{_e(text)}</text>'
         )
-    return "".join(out) + "</svg>"
+    return "".join(out) + "</svg></div>"
 
 
 def _colour(good: float) -> str:
@@ -193,7 +225,8 @@ def _heatmap(
     cell_w, top = 84, 24
     width = LEFT + cell_w * table.shape[1] + RIGHT
     height = top + ROW * len(table) + 4
-    out = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_e(name)} by stage">']
+    out = [f'<div class="scroll"><svg width="{width}" height="{height}" role="img" '
+           f'aria-label="{_e(name)} by stage">']  # fmt: skip
     for j, stage in enumerate(table.columns):
         cx = LEFT + j * cell_w + cell_w / 2
         text = _e(str(stage).replace("_", " "))
@@ -218,7 +251,8 @@ def _heatmap(
                 f'fill="{fill}"><title>{_e(tip)}</title></rect><text x="{cx + cell_w / 2}" '
                 f'y="{y + ROW / 2 + 4}" text-anchor="middle" fill="{ink}">{_e(fmt(value))}</text>'
             )
-    return "".join(out) + "</svg>"
+    note = stage_note(part, table)
+    return "".join(out) + "</svg></div>" + (f'<p class="note">{_e(note)}</p>' if note else "")
 
 
 def _from_records(
@@ -228,7 +262,7 @@ def _from_records(
     seeds: dict[Key, list[float]] = {}
     stage_n: dict[tuple[Key, str], int] = {}
     for r in records:
-        key = (str(r["task"]), str(r["dataset"]), f"{r['model']} · {r['protocol']}")
+        key = (str(r["task"]), str(r["dataset"]), record_label(r))
         value = r["headline"]["value"]
         seeds.setdefault(key, []).append(float("nan") if value is None else float(value))
         for stage, values in r["per_stage"].items():
@@ -247,13 +281,18 @@ def _footer(records: list[dict[str, Any]]) -> str:
 
 
 def render_dashboard(
-    leaderboard: pd.DataFrame, records: list[dict[str, Any]], grid: str = ""
+    leaderboard: pd.DataFrame,
+    records: list[dict[str, Any]],
+    grid: str = "",
+    root: Path | None = None,
 ) -> str:
     """The dashboard page for a leaderboard (from build_leaderboard) and its run records.
 
-    `grid` is the multimodal grid's section (results/grid_dashboard.py), shown first.
+    `grid` is the multimodal grid's section (results/grid_dashboard.py), shown first; `root`,
+    the folder the page is written to, lets each row link to its runs' figures.
     """
     seeds, stage_n = _from_records(records)
+    figures = _figures(records, root)
     nav = ['<li><a href="#multimodal">multimodal legibility grid</a></li>'] if grid else []
     body = [grid] if grid else []
     for i, (task, dataset, part) in enumerate(sections(leaderboard)):
@@ -261,13 +300,14 @@ def render_dashboard(
         nav.append(f'<li><a href="#s{i}">{_e(title)}</a></li>')
         name, _ = headline(part)
         body += [f'<section id="s{i}"><h2>{_e(title)}</h2><p>{_e(direction(part))}.</p>']
-        body += [_table(part), f"<h3>{_e(name)} by model</h3>"]
+        body += [_table(part, figures, task, dataset), f"<h3>{_e(name)} by model</h3>"]
         body += [_bars(part, seeds, task, dataset), f"<h3>{_e(name)} by lifespan stage</h3>"]
         body += ["<p>Darker is better among the models of each stage.</p>"]
         body += [_heatmap(part, stage_n, task, dataset), "</section>"]
     return "\n".join(
         [
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
             "<title>brainbench leaderboard</title>",
             f"<style>{STYLE}</style></head><body>",
             "<h1>brainbench leaderboard</h1>",

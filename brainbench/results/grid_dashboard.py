@@ -106,6 +106,13 @@ def _summary(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().fillna({k: "" for k, v in VERDICT.items() if v == ""})
 
 
+def _shown(summary: pd.DataFrame) -> str:
+    """What the cells show: 'R² for age, weight; AUROC for sex'."""
+    names = {"r2": "R²", "auroc": "AUROC", "pearson_r": "Pearson r", "mae": "MAE"}
+    targets = summary.groupby("headline", sort=False)["target"].unique()
+    return "; ".join(f"{names.get(m, m)} for {', '.join(t)}" for m, t in targets.items())
+
+
 def _best(summary: pd.DataFrame) -> dict[str, pd.Series]:
     return {
         target: part.loc[part["skill"].fillna(-np.inf).idxmax()]
@@ -297,17 +304,18 @@ def grid_section(results_dir: Path | str) -> str:
     best = _best(summary)
     parts = [
         '<section id="multimodal"><h2>Multimodal legibility grid</h2>',
-        "<p>Skill is Pearson r (regression) or 2·AUROC − 1 (classification): 0 is chance, 1 "
-        "perfect. Cells show the headline metric (mean over seeds); the best combination of "
-        "each target is outlined. ✓ marks a legible cell: the seed-averaged prediction beats "
-        "chance (one-sided Spearman or Mann-Whitney test) after Holm's correction over every "
-        "cell at family-wise α = 0.05; ≠ marks a verdict that disagrees with the cohort's "
-        "ground truth (targets without imaging signal are legible from nothing).</p>",
-        _heatmap(summary, best),
+        f"<p>Cells show each target's headline metric, mean over seeds ({_e(_shown(summary))})."
+        " Colours, the outlined best combination of each target and the graph below use skill: "
+        "Pearson r (regression) or 2·AUROC − 1 (classification), 0 is chance, 1 perfect. ✓ "
+        "marks a legible cell: the seed-averaged prediction beats chance (one-sided Spearman or "
+        "Mann-Whitney test) after Holm's correction over every cell at family-wise α = 0.05; ≠ "
+        "marks a verdict that disagrees with the cohort's ground truth (targets without imaging "
+        "signal are legible from nothing).</p>",
+        f'<div class="scroll">{_heatmap(summary, best)}</div>',
         "<h3>Targets</h3><p>Node size: best skill; edge width: mutual information between "
         "targets across subjects. Hover a node for its best model, click it for every "
         "combination.</p>",
-        _graph(best, graph),
+        f'<div class="scroll">{_graph(best, graph)}</div>',
         '<div id="grid-info">Hover a target.</div><div id="grid-detail"></div>',
         "<h3>Lifespan curves</h3><p>Skill of each target's best combination per stage.</p>",
         _lifespan(runs, best),
@@ -316,7 +324,7 @@ def grid_section(results_dir: Path | str) -> str:
     if utility is not None and not utility.empty:
         parts += ["<h3>Input utility</h3><p>Mixed-effects coefficients (skill units) with 95% "
                   "confidence intervals; * p&lt;0.05, ** p&lt;0.01, *** p&lt;0.001.</p>",
-                  _coefficients(utility)]  # fmt: skip
+                  f'<div class="scroll">{_coefficients(utility)}</div>']  # fmt: skip
     parts += [
         f'<script type="application/json" id="grid-data">{_script_json(_payload(summary, best))}'
         "</script>",

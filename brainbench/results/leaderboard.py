@@ -11,7 +11,8 @@ runner to `<results>/oracle/<task-slug>.json`, add an unranked row (model 'oracl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,16 @@ from brainbench.results.record import (
 from brainbench.results.tables import (
     ORACLE_MODEL,
     ORACLE_PROTOCOL,
+    SHORT_STAGES,
     cells,
     direction,
     fmt,
     headline,
+    record_subset,
     sections,
+    stage_note,
     stage_table,
+    subset_label,
 )
 from brainbench.stages import STAGE_NAMES
 
@@ -108,12 +113,6 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), std
 
 
-def _subset(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's label fraction and stages as hashable cells ('' = every stage)."""
-    stages = {k: "+".join(record.get(k) or []) for k in ("train_stages", "test_stages")}
-    return {"label_fraction": float(record.get("label_fraction") or 1.0), **stages}
-
-
 def _aggregate(group: list[dict[str, Any]]) -> dict[str, Any]:
     first = group[0]
     name = first["headline"]["name"]
@@ -157,7 +156,7 @@ def build_leaderboard(
             "no run records to build a leaderboard from; run `brainbench run` first."
         )
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for record in (r | _subset(r) for r in records):
+    for record in (r | record_subset(r) for r in records):
         groups.setdefault(tuple(record[k] for k in GROUP), []).append(record)
     rows = [_aggregate(group) for group in groups.values()]
     for oracle in oracles or []:
@@ -206,6 +205,8 @@ def to_markdown(df: pd.DataFrame) -> str:
             lines += ["", f"{_md(headline(part)[0])} per lifespan stage (mean over seeds):", ""]
             lines += [_md_row(["model", *stages.columns]), _md_row(["---"] * (stages.shape[1] + 1))]
             lines += [_md_row([name, *map(fmt, values)]) for name, values in stages.iterrows()]
+            if note := stage_note(part, stages):
+                lines += ["", _md(note)]
     return "\n".join(lines) + "\n"
 
 
@@ -216,17 +217,34 @@ def curve_file(task: str, dataset: str, part: pd.DataFrame) -> str | None:
     return f"label_efficiency_{slug(task)}_{slug(dataset)}.png"
 
 
-def format_table(df: pd.DataFrame) -> str:
-    """Plain-text tables for a terminal, one per task and dataset."""
+def format_table(df: pd.DataFrame, tasks: Collection[str] | None = None) -> str:
+    """Plain-text tables for a terminal, one per task and dataset (of `tasks`, if given), each
+    followed by its headline per lifespan stage (of the full-training-set rows, if others)."""
     blocks = []
     for task, dataset, part in sections(df):
-        headers, rows = cells(part)
-        widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+        if tasks is not None and task not in tasks:
+            continue
         lines = [f"{task}{f' ({dataset})' if dataset else ''}: {direction(part)}"]
-        for row in [headers, ["-" * w for w in widths], *rows]:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        lines += _aligned(*cells(part))
+        full = part[[not subset_label(row) for _, row in part.iterrows()]]
+        stages = stage_table(full if len(full) else part)
+        if not stages.columns.empty:
+            lines += ["", f"{headline(part)[0]} per lifespan stage (mean over seeds):"]
+            headers = ["", *(SHORT_STAGES.get(s, s) for s in stages.columns)]
+            lines += _aligned(headers, [[n, *map(fmt, v)] for n, v in stages.iterrows()])
+            if note := stage_note(part, stages):
+                lines.append(textwrap.fill(note, 96))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
+
+
+def _aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A header, a rule and the rows, in columns as wide as their widest cell."""
+    widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, ["-" * w for w in widths], *rows]
+    ]
 
 
 # --- reports ----------------------------------------------------------------------------------
@@ -264,6 +282,6 @@ def write_reports(results_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Path
         "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
         "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
         "dashboard": atomic_write_text(
-            root / "dashboard.html", render_dashboard(df, records, grid_section(root))
+            root / "dashboard.html", render_dashboard(df, records, grid_section(root), root)
         ),
     }

@@ -14,6 +14,14 @@ import pandas as pd
 from brainbench.stages import STAGE_NAMES
 
 ORACLE_MODEL, ORACLE_PROTOCOL = "oracle", "oracle ceiling"
+# column headers of the terminal's per-stage table, short enough for 100 columns
+SHORT_STAGES = {
+    "neonatal": "neonat",
+    "adolescent": "adolesc",
+    "young_adult": "young",
+    "middle_age": "middle",
+    "older_adult": "older",
+}
 
 
 def sections(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
@@ -54,12 +62,38 @@ def subset_label(row: pd.Series) -> str:
     return ", ".join(parts)
 
 
+def record_subset(record: dict[str, Any]) -> dict[str, Any]:
+    """A run record's label fraction and stages as hashable cells ('' = every stage)."""
+    stages = {k: "+".join(record.get(k) or []) for k in ("train_stages", "test_stages")}
+    return {"label_fraction": float(record.get("label_fraction") or 1.0), **stages}
+
+
+def record_label(record: dict[str, Any]) -> str:
+    """The label (see `label`) of the leaderboard row a run record belongs to."""
+    return label(pd.Series({"model": record["model"], "protocol": record["protocol"]}
+                           | record_subset(record)))  # fmt: skip
+
+
 def stage_table(part: pd.DataFrame) -> pd.DataFrame:
     """The headline per lifespan stage: a row per model label, a column per stage with data."""
     cols = [f"stage_{s}" for s in STAGE_NAMES if f"stage_{s}" in part]
     table = part[[c for c in cols if part[c].notna().any()]]
     table = table.set_axis([label(row) for _, row in part.iterrows()])
     return table.rename(columns=lambda c: c.removeprefix("stage_"))
+
+
+def stage_note(part: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Why a per-stage R^2 can be hugely negative, when some stage's is ('' otherwise)."""
+    if headline(part)[0] != "r2":
+        return ""
+    stages = [str(s).replace("_", " ") for s in table.columns if (table[s] < -10).any()]
+    if not stages:
+        return ""
+    return (
+        "R² within a stage compares a model's errors with the spread of the target inside that "
+        f"stage; where the target barely varies ({', '.join(stages)}), even small errors give "
+        "hugely negative values. The errors themselves (mae) are in each run's metrics.json."
+    )
 
 
 def fmt(value: Any) -> str:

@@ -24,7 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
@@ -320,6 +320,17 @@ class ShardedData(L.LightningDataModule):
         return {"num_workers": workers, "persistent_workers": workers > 0}
 
 
+class ProgressBar(RichProgressBar):
+    """Lightning's rich bar; when max_steps drives training (no epoch total) it counts steps
+    instead of showing 'Epoch 62/-2'."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        if trainer.max_steps > 0 and trainer.max_epochs == -1:
+            return f"Epoch {current_epoch}, step {trainer.global_step}/{trainer.max_steps}"
+        return super()._get_train_description(current_epoch)
+
+
 def make_trainer(
     cfg: TrainerConfig, log_dir: Path, callbacks: list[L.Callback], **extra: Any
 ) -> L.Trainer:
@@ -328,6 +339,8 @@ def make_trainer(
     A positive `max_steps` in `extra` decides alone when training stops (no epoch cap).
     """
     by_steps = extra.get("max_steps", -1) > 0
+    if cfg.progress_bar:
+        callbacks = [*callbacks, ProgressBar()]
     try:
         return L.Trainer(
             max_epochs=-1 if by_steps else cfg.max_epochs,

@@ -164,10 +164,11 @@ def test_infant_contrast_is_inverted(cohort: Path, table: pd.DataFrame) -> None:
     assert min(ratio(s, "T2w") for s in newborns) > 1.0 > max(ratio(s, "T2w") for s in adults)
 
 
-def test_determinism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_determinism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setitem(gen.PRESETS, "tiny", gen.Preset("tiny", 8, 16, "test"))
     first = digest(generate_cohort(tmp_path / "a", "tiny", seed=3))
     again = digest(generate_cohort(tmp_path / "b", "tiny", seed=3, workers=2))
+    assert capsys.readouterr().out.count("synthetic cohort 'tiny' (first use only)") == 2
     other = digest(generate_cohort(tmp_path / "c", "tiny", seed=4))
     assert first == again
     assert first.keys() == other.keys()

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from brainbench import api
 from brainbench.errors import ConfigError, DataError
 from brainbench.models.fmri_baselines import ARConfig, Autoregressive
+from brainbench.tasks.fmri_supervised import oracle_latents
 from brainbench.training.pretrain_brainlm import load_pretrained
 
 
@@ -120,7 +122,21 @@ def test_age_and_sex(fmri: Path, tiny: list[str], pretrained: Path, tmp_path: Pa
         < age["chance:baseline"]["headline"]["value"]
     )
     oracle = json.loads((tmp_path / "oracle" / "fmri-age_synth-debug-seed0.json").read_text())
-    assert oracle["task"] == "fmri/age" and "fc_" in oracle["description"]
+    assert oracle["task"] == "fmri/age" and "fc_component1" in oracle["description"]
+    # the ceiling is above the floor, even on the debug cohort's 29 training subjects
+    assert oracle["headline"]["value"] < age["chance:baseline"]["headline"]["value"]
+
+
+def test_oracle_sees_two_components_of_the_network_correlations() -> None:
+    rng = np.random.default_rng(0)
+    coupling, sex = rng.uniform(0.2, 1.0, 40), rng.choice([-1.0, 1.0], 40)
+    pairs = rng.normal(size=(2, 91))
+    fc = np.tanh(np.outer(coupling, pairs[0]) + 0.1 * np.outer(sex, pairs[1]))
+    table = pd.DataFrame(fc, columns=[f"fc_{i}" for i in range(91)]).assign(coupling=coupling)
+    table.index = [f"sub-{i}" for i in range(40)]
+    seen = oracle_latents(table, list(table.index[:30]))
+    assert list(seen.columns) == ["coupling", "fc_component1", "fc_component2"]
+    assert abs(np.corrcoef(seen["fc_component2"], sex)[0, 1]) > 0.9  # sex survives
 
 
 def test_autoregressive_recovers_an_ar1_process() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import shutil
@@ -76,6 +77,19 @@ class Browser:
         """A real pointer event at page coordinates (mouseMoved, mousePressed, mouseReleased)."""
         extra = {"button": "left", "clickCount": 1} if kind != "mouseMoved" else {}
         self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
+
+    def viewport(self, width: int, height: int) -> None:
+        """Emulate a screen `width` CSS pixels wide (a phone below 600: touch, mobile layout)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width, height=height, deviceScaleFactor=1, mobile=width < 600,
+        )  # fmt: skip
+
+    def screenshot(self, path: Path) -> Path:
+        """The whole page as a PNG at `path`."""
+        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
 
     def close(self) -> None:
         self.ws.close()

@@ -1,8 +1,14 @@
 import re
 from html.parser import HTMLParser
 
-from brainbench.results.dashboard import render_dashboard
-from brainbench.results.leaderboard import build_leaderboard, write_oracle, write_reports
+from brainbench.results.dashboard import _ticks, render_dashboard
+from brainbench.results.leaderboard import (
+    build_leaderboard,
+    format_table,
+    to_markdown,
+    write_oracle,
+    write_reports,
+)
 
 EVIL = "<script>alert(1)</script>"
 ORACLE = {
@@ -63,3 +69,37 @@ def test_self_contained_and_complete(tmp_path, write):
     assert "oracle ceiling" in page and "2.5 ± 0.5" in page
     assert page.count("<circle") == 6  # one dot per seed
     assert "young adult" not in page and "older adult" in page  # only stages with data
+
+
+def test_axis_ticks_are_round_numbers():
+    ticks = _ticks(-0.99, 0.01)  # np.arange used to put a tick at -2.22e-16
+    assert [text for _, text in ticks] == ["-0.8", "-0.6", "-0.4", "-0.2", "0.0"]
+    assert ticks[-1][0] == 0.0
+    assert [text for _, text in _ticks(0.0, 1e5)][-1] == "100000"
+    assert [text for _, text in _ticks(0.6939, 0.7012)][0] == "0.694"
+
+
+def test_rows_link_their_figures_and_wide_parts_scroll(tmp_path, write):
+    for seed in (33, 34):
+        folder = write(model="ridge", seed=seed, mae=5.0)
+        (folder / "predictions.png").write_bytes(b"\x89PNG")
+    page = write_reports(tmp_path)[1]["dashboard"].read_text()
+    hrefs = re.findall(r'<a href="([^"]+\.png)">predictions</a>', page)
+    assert len(hrefs) == 2 and all((tmp_path / href).is_file() for href in hrefs)
+    assert "33: <a href" in page and 'name="viewport"' in page
+    assert (
+        page.count('<div class="scroll"><table') == 1
+        and page.count('<div class="scroll"><svg') == 2
+    )
+
+
+def test_hugely_negative_stage_r2_is_explained(payload):
+    records = [payload(task="multimodal/age", headline="r2", higher_is_better=True)]
+    records[0]["per_stage"]["neonatal"] = {"mae": 0.1, "r2": -5.4e4, "n": 3}
+    table = build_leaderboard(records)
+    page = render_dashboard(table, records)
+    assert "even small errors give hugely negative values" in page and "(neonatal)" in page
+    for text in (format_table(table), to_markdown(table)):  # the terminal, leaderboard.md
+        assert "hugely negative" in " ".join(text.split())
+    records[0]["per_stage"]["neonatal"]["r2"] = -0.5
+    assert "hugely negative" not in render_dashboard(build_leaderboard(records), records)

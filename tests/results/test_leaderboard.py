@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brainbench import api
 from brainbench.errors import ResultsError
 from brainbench.results.leaderboard import (
     build_leaderboard,
@@ -113,6 +114,25 @@ def test_write_reports(tmp_path, write):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     text = format_table(load_leaderboard(tmp_path))
     assert "sfcn" in text and "2.5 ± 0.71" in text and "oracle ceiling" in text
+
+
+def test_terminal_tables_of_the_tasks_run_with_their_stages(tmp_path, write):
+    write(model="ridge", mae=5.0)
+    write(model="ridge", task="mri/sex", headline="r2", higher_is_better=True)
+    lines: list[str] = []
+    api.report(tmp_path, tasks={"mri/age"}, log=lines.append)
+    text = lines[0]
+    assert "mri/age" in text and "mri/sex" not in text  # only the task that was run
+    stages = text.split("mae per lifespan stage (mean over seeds):")[1].splitlines()
+    assert stages[1].split() == ["child", "older"] and stages[3].split() == [
+        "ridge",
+        "·",
+        "baseline",
+        "4",
+        "6",
+    ]
+    api.report(tmp_path, log=lines.append)  # `brainbench report`: every task
+    assert "mri/sex" in lines[-2] and "r2 per lifespan stage" in lines[-2]
 
 
 def test_no_records_is_an_error(tmp_path):

@@ -100,7 +100,7 @@ def test_site_weights_draw_sites_uniformly(tmp_path) -> None:
 def test_config_errors(tmp_path) -> None:
     partial = build_pretrain_config("mae3d_cnn", [("test", {"trainer": {"lr": 0.01}})])
     assert partial.trainer.batch_size == 4 and partial.trainer.max_epochs == 20  # defaults kept
-    with pytest.raises(ConfigError, match=r"model\.widht.*from test.*Did you mean 'width'"):
+    with pytest.raises(ConfigError, match=r"model\.widht.*from test.*Did you mean 'model\.width'"):
         build_pretrain_config("mae3d_cnn", [("test", {"model": {"widht": 8}})])
     with pytest.raises(UnknownNameError, match="mae3d_cnn"):
         build_pretrain_config("mae3d_cn", [])

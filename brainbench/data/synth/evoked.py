@@ -46,6 +46,7 @@ from brainbench.data.synth.generate import (
 )
 from brainbench.data.synth.stimuli import make_image, write_stimuli
 from brainbench.errors import DataError
+from brainbench.progress import track
 from brainbench.stages import stage_of
 
 EVOKED_VERSION = "2"
@@ -162,7 +163,7 @@ def generate_evoked(root: Path, preset: str = "default", seed: int = 0) -> Path:
     shared_maps = _smooth_fields(shared, CHANNELS, mask)
     write_json(root / f"task-{TASK}_bold.json", {"TaskName": TASK, "RepetitionTime": TR})
     participants = []
-    for row in chosen:
+    for row in track(chosen, len(chosen), "synthetic evoked fMRI (first use only)"):
         sub = subject_id(row["index"])
         rng = stream(seed, "evoked", row["index"])
         amplitude, noise_factor = STAGE_EFFECTS[stage_of(row["age"])]

@@ -60,6 +60,7 @@ from threadpoolctl import threadpool_limits
 from brainbench.data.synth.fmri_stats import framewise_displacement
 from brainbench.data.timeseries import write_series
 from brainbench.errors import DataError
+from brainbench.progress import track
 
 VERSION = "2"  # 2: spatial smoothness, 1/f spectrum, calibrated motion, physiology
 FOLDER = Path("derivatives") / "fmri"
@@ -395,7 +396,9 @@ def generate_functional(cohort_root: Path, out: Path, seed: int) -> Path:
     labels = write_atlas_image(out / "nifti" / f"atlas-{ATLAS}_dseg.nii.gz", atlas)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for position, row in enumerate(participants.itertuples(index=False)):
+    subjects = participants.itertuples(index=False)
+    what = "synthetic resting-state fMRI (first use only)"
+    for position, row in enumerate(track(subjects, len(participants), what)):
         pid = str(row.participant_id)
         rng = _stream(seed, _subject_index(pid))
         series, motion, latents = gen.subject(

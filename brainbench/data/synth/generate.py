@@ -27,6 +27,7 @@ from brainbench.data.synth.anatomy import Template, load_template
 from brainbench.data.synth.sites import SITE_BY_NAME, SITES
 from brainbench.errors import ConfigError, DataError, suggest
 from brainbench.labels import SUBCORTICAL_LABELS as LABELS
+from brainbench.progress import track
 from brainbench.stages import STAGES
 
 GENERATOR_VERSION = "2"  # 2: hba1c, crp, neuroticism and phenotype domains
@@ -209,13 +210,15 @@ def generate_cohort(
     jobs = [(root, seed, spec.grid, row) for row in rows]
     workers = workers or default_workers(spec.n_subjects, spec.grid)
     template = load_template()
+    what = f"synthetic cohort '{preset}' (first use only)"
     if workers == 1:
         _init_worker(template)
-        results = [_make_subject_job(job) for job in jobs]
+        results = list(track(map(_make_subject_job, jobs), len(jobs), what))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, context, _init_worker, (template,)) as pool:
-            results = list(pool.map(_make_subject_job, jobs, chunksize=4))
+            done = pool.map(_make_subject_job, jobs, chunksize=4)
+            results = list(track(done, len(jobs), what))
     participants = [participant for participant, _ in results]
     write_tsv(root / "participants.tsv", participants)
     write_json(root / "participants.json", phenotypes.COLUMNS)
