@@ -131,7 +131,7 @@ class AxialBlock(nn.Module):
     attention's logits fall with distance, by -slope * mm / 10 with a fixed slope per head
     spaced geometrically (as ALiBi does over positions): BOLD correlation falls with distance,
     and heads with a slope near 0 still look brain-wide, at networks. Learned slopes stayed
-    where they started and made a step 4x slower (docs/brainlm_diagnosis.md).
+    where they started (docs/brainlm_diagnosis.md).
     """
 
     SLOPES = (0.05, 3.0)  # slopes of the first and last head, per 10 mm

@@ -99,7 +99,7 @@ def test_prepared_data_is_not_shared_across_task_options(monkeypatch):
     )
     monkeypatch.setattr(api, "plan", lambda *a, **k: experiments)
     monkeypatch.setattr(api, "_runner", lambda spec: runner)
-    monkeypatch.setattr(api, "report", lambda out, log: pd.DataFrame())
+    monkeypatch.setattr(api, "report", lambda out, log, tasks=None: pd.DataFrame())
     api.run(["fmri/image"], ["ridge"], log=lambda _: None)
     assert seen == spaces
 
