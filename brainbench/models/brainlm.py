@@ -10,9 +10,10 @@ runs axial blocks on the parcel x patch grid: attention across the parcels of on
 (keys: the visible tokens), then across the patches of one parcel. The loss is the MSE on the
 masked patches. Why this shape: docs/brainlm_diagnosis.md.
 
-Embeddings: `encode` (CLS, or mean of the tokens) and `parcel_embeddings` (mean over each
-parcel's time patches), always from the whole, unmasked window; `parcel_attention` is the
-last encoder block's attention between parcels (zero-shot functional networks).
+Embeddings: `encode` (CLS, or mean of the tokens), always from the whole, unmasked window;
+for zero-shot functional networks, `parcel_coupling` (how the parcels' token embeddings move
+together over a run) and `parcel_attention` (the last encoder block's attention between
+parcels).
 """
 
 from __future__ import annotations
@@ -322,10 +323,20 @@ class BrainLM(nn.Module):
         out = self.tokens(x)
         return out[:, 0] if pooling == "cls" else out[:, 1:].mean(dim=1)
 
-    def parcel_embeddings(self, x: Tensor) -> Tensor:
-        """(B, parcels, width): each parcel's tokens averaged over its time patches."""
+    def parcel_coupling(self, x: Tensor) -> Tensor:
+        """(parcels, parcels): correlation of the parcels' token embeddings over time.
+
+        x (B, parcels, time) are windows of one run. Each embedding dimension of a parcel is
+        centred over the run's tokens (all windows and patches), which removes the fixed
+        parcel and time codes and keeps what moves with the signal; two parcels are coupled
+        when their embeddings move together.
+        """
         out = self.tokens(x)[:, 1:]
-        return out.view(x.shape[0], self.n_parcels, -1, out.shape[-1]).mean(dim=2)
+        p, w = self.n_parcels, out.shape[-1]
+        z = out.view(x.shape[0], p, -1, w).transpose(0, 1).reshape(p, -1, w)
+        z = (z - z.mean(dim=1, keepdim=True)).flatten(1)
+        z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        return z @ z.T
 
     def parcel_attention(self, x: Tensor) -> Tensor:
         """(B, parcels, parcels): the last encoder block's attention over the whole window.

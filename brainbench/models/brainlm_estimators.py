@@ -6,9 +6,9 @@
   a pretrained folder (protocol `finetune`), else random weights (`scratch`). A subject's
   prediction averages those of its run's non-overlapping windows.
 - reconstruction / forecast / perturbation / clustering: the masked autoencoder itself,
-  `reconstruct(x, hidden)`, `parcel_features` (per-parcel embeddings) and `parcel_affinity`
-  (attention between parcels); with `init` it is the pretrained model as is, else it is
-  pretrained on the task's training split.
+  `reconstruct(x, hidden)`, `parcel_features` (the coupling of the parcels' token embeddings
+  over a run) and `parcel_affinity` (attention between parcels); with `init` it is the
+  pretrained model as is, else it is pretrained on the task's training split.
 
 `brainlm_probe`: frozen pretrained embeddings (averaged over the run's windows) -> linear, MLP
 or k-nearest-neighbours probe, chosen by cross-validation on the training split.
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from brainbench.config import TrainerConfig
+from brainbench.data.connectivity import fisher_z
 from brainbench.errors import DataError
 from brainbench.models.base import load_weights, read_meta, save_weights
 from brainbench.models.brainlm import BrainLM, BrainLMConfig, Embedder
@@ -178,8 +179,16 @@ class BrainLMSignal:
             return torch.where(hidden, brainlm_predictor(net)(x, hidden), x)
 
     def parcel_features(self, data: Any) -> np.ndarray:
-        """(subjects, parcels, width): per-parcel embeddings averaged over each run's windows."""
-        return self._per_run(data, self._fitted().parcel_embeddings)
+        """(subjects, parcels, parcels): Fisher-z coupling of the parcels' token embeddings over
+        each run (as `connectome` correlates the signals), zero diagonal."""
+        net = self._fitted()
+        out = []
+        with torch.inference_mode():
+            for i in range(len(data)):
+                z = fisher_z(net.parcel_coupling(windows(data, i)).numpy())
+                np.fill_diagonal(z, 0.0)
+                out.append(z.astype(np.float32))
+        return np.stack(out)
 
     def parcel_affinity(self, data: Any) -> np.ndarray:
         """(subjects, parcels, parcels): attention between parcels averaged over the windows."""

@@ -2,9 +2,10 @@
 
 A model here exposes `parcel_features(data) -> (subjects, parcels, features)` and optionally
 `parcel_affinity(data) -> (subjects, parcels, parcels)` for held-out subjects' runs: brainlm's
-per-parcel token embeddings (averaged over time patches and windows) and its last encoder
-block's attention between parcels; `connectome`'s rows of the Fisher-z correlation matrix (each
-parcel's connectivity profile, the classic approach); `chance`'s random features. Features are
+coupling of the parcels' token embeddings over the run (rows of the Fisher-z matrix) and its
+last encoder block's attention between parcels; `connectome`'s rows of the Fisher-z
+correlation matrix (each parcel's connectivity profile, the classic approach); `chance`'s
+random features. Features are
 averaged over the test subjects, standardised per feature, and clustered into k = the number of
 atlas networks (those not in `exclude_networks`) by k-means and by Ward agglomeration; the
 affinity, symmetrised, by spectral clustering. Scores are scikit-learn's adjusted Rand index

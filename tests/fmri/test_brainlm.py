@@ -33,7 +33,9 @@ def test_shapes_and_visible_only_encoder() -> None:
     pred = net(x, mask)
     assert pred.shape == (3, 6, 4, 5) and seen == [1 + 6]  # CLS + the visible tokens only
     assert net.encode(x).shape == (3, 16) and net.encode(x, "mean").shape == (3, 16)
-    assert net.parcel_embeddings(x).shape == (3, 6, 16)
+    coupling = net.parcel_coupling(x)
+    assert coupling.shape == (6, 6) and torch.allclose(coupling, coupling.T, atol=1e-6)
+    assert torch.allclose(coupling.diagonal(), torch.ones(6), atol=1e-5)
 
 
 def test_loss_is_on_hidden_patches_only() -> None:
