@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from brainbench.data.nifti import open_image
 from brainbench.data.timeseries import ATLAS_TABLE, SUFFIX, check_series, write_series
 from brainbench.errors import DataError
 
@@ -45,10 +46,7 @@ def _stem(path: Path) -> str:
 def _load(path: Path) -> nib.spatialimages.SpatialImage:
     if not Path(path).is_file():
         raise DataError(f"{path} does not exist.")
-    try:
-        return nib.load(str(path))
-    except Exception as exc:  # nibabel raises several unrelated types for bad files
-        raise DataError(f"{path} is not a readable NIfTI/GIFTI/MGH file: {exc}") from None
+    return open_image(path)
 
 
 def repetition_time(path: Path, image: nib.spatialimages.SpatialImage | None = None) -> float:
