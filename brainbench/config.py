@@ -36,9 +36,9 @@ def home() -> Path:
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors."""
+    """A config section: unknown keys and infinite or NaN numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class DataConfig(StrictModel):

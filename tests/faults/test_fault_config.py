@@ -15,6 +15,9 @@ CASES = {
     "negative-cohort-seed": ([*RUN, "data.cohort_seed=-2"], "'data.cohort_seed'"),
     "seed-beyond-uint32": ([*RUN, "seeds=[4294967296]"], "'seeds.0'"),
     "negative-pretrain-seed": (["pretrain", "mae3d_cnn", "--debug", "seed=-1"], "'seed'"),
+    "infinite-lr": ([*RUN, "trainer.lr=inf"], "'trainer.lr' (from command line)"),
+    "nan-lr": ([*RUN, "trainer.lr=.nan"], "finite number"),
+    "infinite-spacing": ([*RUN, "preprocess.spacing=inf"], "'preprocess.spacing'"),
     "config-is-a-folder": ([*RUN, "--config", "{tmp}"], "is a folder; pass a YAML file"),
     "config-is-binary": ([*RUN, "--config", "{tmp}/binary.yaml"], "is not a text file"),
 }
