@@ -12,7 +12,7 @@ import difflib
 import os
 import textwrap
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -26,6 +26,9 @@ from pydantic import (
 
 from brainbench.errors import ConfigError
 
+# a random seed: numpy and torch take 0 .. 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
 
 def home() -> Path:
     """Where brainbench keeps generated data and caches ($BRAINBENCH_HOME, ~/.cache/brainbench)."""
@@ -33,16 +36,16 @@ def home() -> Path:
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors."""
+    """A config section: unknown keys and infinite or NaN numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class DataConfig(StrictModel):
     dataset: str = "synth"
     path: Path | None = Field(None, description="dataset root (BIDS folder or manifest CSV)")
     preset: str = Field("default", description="size preset of the embedded cohort")
-    cohort_seed: int = Field(0, description="seed of the embedded cohort generator")
+    cohort_seed: Seed = Field(0, description="seed of the embedded cohort generator")
     cache_dir: Path | None = Field(None, description="array cache; None = home()/cache")
 
 
@@ -63,7 +66,7 @@ class PreprocessConfig(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    seed: int = 0
+    seed: Seed = 0
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.25, gt=0, lt=1)
 
@@ -111,7 +114,7 @@ class ExperimentConfig(StrictModel):
     task_options: dict[str, Any] = Field(
         {}, description="the task runner's own parameters, validated by the runner"
     )
-    seeds: list[int] = Field([33, 34, 35], min_length=1)
+    seeds: list[Seed] = Field([33, 34, 35], min_length=1)
     label_fraction: float = Field(
         1.0, gt=0, le=1, description="share of the training labels used (nested subsets)"
     )
@@ -154,9 +157,15 @@ def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping with safe loading; errors name the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file; pass a YAML file.") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if data is None:
@@ -264,10 +273,12 @@ def _is_mapping(annotation: Any) -> bool:
 
 
 def origin(key: str, layers: list[Layer]) -> str:
-    """The name of the last layer that set the dotted `key`."""
-    for name, tree in reversed(layers):
-        if key in _flat_keys(tree):
-            return name
+    """The name of the last layer that set the dotted `key` (or the list holding it: seeds.0)."""
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):
+        for name, tree in reversed(layers):
+            if ".".join(parts[:end]) in _flat_keys(tree):
+                return name
     return "defaults"
 
 

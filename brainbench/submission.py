@@ -174,10 +174,11 @@ def merged_records(files: Iterable[Path | str]) -> tuple[list[dict], list[dict]]
 def compare(files: Iterable[Path | str], out: Path | str) -> tuple[Any, dict[str, Path]]:
     """Leaderboard of several submissions in `out`: leaderboard.md, .csv and dashboard.html."""
     from brainbench.results.dashboard import render_dashboard
-    from brainbench.results.leaderboard import build_leaderboard, to_markdown
+    from brainbench.results.leaderboard import build_leaderboard, mark_configs, to_markdown
     from brainbench.results.record import atomic_write_text, check_writable
 
     records, oracles = merged_records(files)
+    records = mark_configs(records)
     df = build_leaderboard(records, oracles)
     root = check_writable(out)
     return df, {

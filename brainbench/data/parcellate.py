@@ -18,6 +18,7 @@ _timeseries.npy` plus `<stem>_atlas-<name>_bold.json` (RepetitionTime) and `OUT/
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from brainbench.data.nifti import open_image
 from brainbench.data.timeseries import ATLAS_TABLE, SUFFIX, check_series, write_series
-from brainbench.errors import DataError
+from brainbench.errors import ConfigError, DataError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 SURFACE_SUFFIXES = (".gii", ".mgh", ".mgz")
@@ -45,10 +47,7 @@ def _stem(path: Path) -> str:
 def _load(path: Path) -> nib.spatialimages.SpatialImage:
     if not Path(path).is_file():
         raise DataError(f"{path} does not exist.")
-    try:
-        return nib.load(str(path))
-    except Exception as exc:  # nibabel raises several unrelated types for bad files
-        raise DataError(f"{path} is not a readable NIfTI/GIFTI/MGH file: {exc}") from None
+    return open_image(path)
 
 
 def repetition_time(path: Path, image: nib.spatialimages.SpatialImage | None = None) -> float:
@@ -59,13 +58,18 @@ def repetition_time(path: Path, image: nib.spatialimages.SpatialImage | None = N
             tr = json.loads(sidecar.read_text()).get("RepetitionTime")
         except ValueError:
             raise DataError(f"sidecar {sidecar} is not valid JSON.") from None
-        if tr:
+        if tr is not None:
+            if not (isinstance(tr, int | float) and math.isfinite(tr) and tr > 0):
+                raise DataError(
+                    f"sidecar {sidecar} has RepetitionTime {tr!r}; it must be a positive number "
+                    "of seconds: fix it or pass --tr SECONDS."
+                )
             return float(tr)
     if isinstance(image, nib.Nifti1Image) and len(image.shape) == 4:
         zooms = image.header.get_zooms()
         units = image.header.get_xyzt_units()[1]
         tr = float(zooms[3]) * (0.001 if units == "msec" else 1.0)
-        if tr > 0 and tr != 1.0 or units == "sec":
+        if tr > 0 and (tr != 1.0 or units == "sec"):
             return tr
     raise DataError(
         f"no repetition time for {path}: neither a sidecar {sidecar.name} with RepetitionTime "
@@ -147,15 +151,7 @@ def parcellate_volume(
             f"labels {empty[:10]} of atlas {atlas_name} have no voxel on the grid of {path}; use "
             "an atlas at the data's resolution or drop those labels."
         )
-    conf = None
-    if confounds is not None:
-        table = pd.read_csv(confounds, sep="\t")
-        if len(table) != image.shape[3]:
-            raise DataError(
-                f"confounds {confounds} has {len(table)} rows but {path} has {image.shape[3]} "
-                "time points."
-            )
-        conf = table.select_dtypes("number").fillna(0.0).to_numpy()
+    conf = None if confounds is None else read_confounds(confounds, path, image.shape[3])
     masker = NiftiLabelsMasker(
         on_grid,
         detrend=detrend,
@@ -169,6 +165,42 @@ def parcellate_volume(
         warnings.simplefilter("ignore", DeprecationWarning)
         series = masker.fit_transform(image, confounds=conf)
     return np.asarray(series, dtype=np.float32), float(tr)
+
+
+def read_confounds(path: Path, run: Path, n_volumes: int) -> np.ndarray:
+    """[time, confounds] from a TSV with a header row and one row per volume (n/a -> 0)."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError) as exc:  # pandas' empty-file and parser errors are ValueErrors
+        raise DataError(f"cannot read the confounds file {path}: {exc}") from None
+    if len(table) != n_volumes:
+        raise DataError(
+            f"confounds {path} has {len(table)} rows but {run} has {n_volumes} time points; "
+            "give that run's confounds (a header row, then one row per volume)."
+        )
+    numbers = table.select_dtypes("number")
+    text = [c for c in table.columns if c not in numbers.columns]
+    if text:
+        raise DataError(
+            f"confounds {path} has columns that are not numbers: {text[:5]}; fix or drop them."
+        )
+    values = numbers.fillna(0.0).to_numpy(float)
+    infinite = list(numbers.columns[~np.isfinite(values).all(axis=0)])
+    if infinite:
+        raise DataError(f"confounds {path} has infinite values in {infinite[:5]}; fix them.")
+    return values
+
+
+def check_filter(tr: float | None, high_pass: float | None, low_pass: float | None) -> None:
+    """Refuse a TR or cutoff that is not a positive number, and a band with high >= low."""
+    for name, value in (("tr (--tr)", tr), ("high_pass", high_pass), ("low_pass", low_pass)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number, not {value}.")
+    if high_pass is not None and low_pass is not None and high_pass >= low_pass:
+        raise ConfigError(
+            f"high_pass {high_pass} Hz is not below low_pass {low_pass} Hz: a band-pass keeps "
+            "the frequencies between them; swap or drop one."
+        )
 
 
 def _surface_series(path: Path) -> np.ndarray:
@@ -267,6 +299,7 @@ def parcellate_files(
     TSV (default: the atlas's name with .tsv, when it exists), merged into atlas.tsv by index.
     """
     files = [Path(f) for f in files]
+    check_filter(tr, high_pass, low_pass)
     if confounds is not None and len(confounds) != len(files):
         raise DataError(f"{len(confounds)} confounds files for {len(files)} runs; give one each.")
     entity = re.search(r"atlas-([A-Za-z0-9]+)", Path(atlas).name)

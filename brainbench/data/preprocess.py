@@ -133,5 +133,9 @@ def preprocess_volume(
         _check_labels(img)
         if cfg.crop_to_brain and reference is None:
             raise ValueError("a label map is cropped like its image: pass reference=<the image>")
+    elif np.ptp(np.asanyarray(img.dataobj)) == 0:
+        raise DataError(
+            "the image is blank (every voxel the same value); replace it with a real scan."
+        )
     volume = _resample(img, cfg, _grid_centre(img, cfg, reference), order=0 if is_label else 1)
     return np.rint(volume).astype(np.float32) if is_label else normalise(volume, cfg.percentiles)

@@ -1,11 +1,13 @@
 """Leaderboard: run records aggregated over seeds, ranked per task, with the oracle ceiling.
 
-One row per (task, dataset, model, protocol): n_seeds, the headline metric's mean and std
-(sample std over seeds, NaN for one seed), `<metric>_mean` / `<metric>_std` for every metric,
-`stage_<stage>` (the headline's mean within each lifespan stage) and `rank` within the task and
-dataset (1 = best, by the headline mean in its direction). Oracle ceilings, written by the task
-runner to `<results>/oracle/<task-slug>.json`, add an unranked row (model 'oracle', protocol
-'oracle ceiling') to their task.
+One row per (task, dataset, model, protocol, label subset): n_seeds, the headline metric's mean
+and std (sample std over seeds, NaN for one seed), `<metric>_mean` / `<metric>_std` for every
+metric, `stage_<stage>` (the headline's mean within each lifespan stage) and `rank` within the
+task and dataset (1 = best, by the headline mean in its direction). Seeds run with different
+configs (`config_digest`) are never averaged: each config gets its own row, with a `config`
+column (the short digest). Oracle ceilings, written by the task runner to
+`<results>/oracle/<task-slug>.json`, add an unranked row (model 'oracle', protocol 'oracle
+ceiling') to their task.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
 # label-efficiency and lifespan-generalisation runs: columns only when some run sets them
 SUBSET_DEFAULTS = {"label_fraction": 1.0, "train_stages": "", "test_stages": ""}
 GROUP = ["task", "dataset", "model", "protocol", *SUBSET_DEFAULTS]
+CONFIG = "config"  # a record's short config digest where its row's records differ in it, else ''
 FIXED = [
     "task",
     "dataset",
@@ -116,7 +119,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def _aggregate(group: list[dict[str, Any]]) -> dict[str, Any]:
     first = group[0]
     name = first["headline"]["name"]
-    row: dict[str, Any] = {k: first[k] for k in GROUP}
+    row: dict[str, Any] = {k: first[k] for k in [*GROUP, CONFIG]}
     row |= {"n_seeds": len(group), "headline": name}
     row["higher_is_better"] = bool(first["headline"]["higher_is_better"])
     row["headline_mean"], row["headline_std"] = _stats(
@@ -147,6 +150,20 @@ def _oracle_rows(oracle: dict[str, Any], datasets: list[str]) -> Iterator[dict[s
         yield row | {"dataset": dataset}
 
 
+def mark_configs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with `config` set to their short config_digest where records of one row
+    (same GROUP) were run with different configs, else ''."""
+    keys = [tuple((r | record_subset(r))[k] for k in GROUP) for r in records]
+    digests = [str(r.get("config_digest") or "unknown")[:8] for r in records]
+    seen: dict[tuple, set[str]] = {}
+    for key, digest in zip(keys, digests, strict=True):
+        seen.setdefault(key, set()).add(digest)
+    return [
+        r | {CONFIG: digest if len(seen[key]) > 1 else ""}
+        for r, key, digest in zip(records, keys, digests, strict=True)
+    ]
+
+
 def build_leaderboard(
     records: list[dict[str, Any]], oracles: list[dict[str, Any]] | None = None
 ) -> pd.DataFrame:
@@ -156,24 +173,25 @@ def build_leaderboard(
             "no run records to build a leaderboard from; run `brainbench run` first."
         )
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for record in (r | record_subset(r) for r in records):
-        groups.setdefault(tuple(record[k] for k in GROUP), []).append(record)
+    for record in (r | record_subset(r) for r in mark_configs(records)):
+        groups.setdefault(tuple(record[k] for k in [*GROUP, CONFIG]), []).append(record)
     rows = [_aggregate(group) for group in groups.values()]
     for oracle in oracles or []:
         datasets = sorted({r["dataset"] for r in rows if r["task"] == oracle["task"]})
         rows.extend(_oracle_rows(oracle, datasets))
-    df = pd.DataFrame(rows).fillna(SUBSET_DEFAULTS)
-    subsets = [k for k, v in SUBSET_DEFAULTS.items() if (df[k] != v).any()]
+    df = pd.DataFrame(rows).fillna(SUBSET_DEFAULTS | {CONFIG: ""})
+    subsets = [k for k, v in (SUBSET_DEFAULTS | {CONFIG: ""}).items() if (df[k] != v).any()]
     ranked = df["model"] != ORACLE_MODEL
     df["rank"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
     for _, part in df[ranked].groupby(["task", "dataset", *SUBSET_DEFAULTS]):
         ascending = not bool(part["higher_is_better"].iloc[0])
         df.loc[part.index, "rank"] = part["headline_mean"].rank(ascending=ascending, method="min")
     stages = [f"stage_{s}" for s in STAGE_NAMES if f"stage_{s}" in df]
-    metrics = [c for c in df.columns if c not in FIXED + GROUP and c not in stages]
+    metrics = [c for c in df.columns if c not in [*FIXED, *GROUP, CONFIG] and c not in stages]
+    order = [k for k in subsets if k != CONFIG]
     df = df.assign(_oracle=~ranked).sort_values(
-        ["task", "dataset", *subsets, "_oracle", "rank", "model", "protocol"],
-        ascending=[True, True, *[k != "label_fraction" for k in subsets], False, True, True, True],
+        ["task", "dataset", *order, "_oracle", "rank", "model", "protocol"],
+        ascending=[True, True, *[k != "label_fraction" for k in order], False, True, True, True],
         na_position="last",
     )
     fixed = FIXED[:5] + subsets + FIXED[5:]
@@ -251,7 +269,7 @@ def _aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _load(root: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    records = read_records(root)
+    records = mark_configs(read_records(root))
     if not records:
         raise ResultsError(
             f"no run records under {root}; run `brainbench run` first "

@@ -46,8 +46,8 @@ def label(row: pd.Series) -> str:
     """'model · protocol[ · subset]', or 'oracle' for the oracle ceiling."""
     if row["model"] == ORACLE_MODEL:
         return ORACLE_MODEL
-    subset = subset_label(row)
-    return f"{row['model']} · {row['protocol']}" + (f" · {subset}" if subset else "")
+    variant = variant_label(row)
+    return f"{row['model']} · {row['protocol']}" + (f" · {variant}" if variant else "")
 
 
 def subset_label(row: pd.Series) -> str:
@@ -62,6 +62,12 @@ def subset_label(row: pd.Series) -> str:
     return ", ".join(parts)
 
 
+def variant_label(row: pd.Series) -> str:
+    """subset_label plus 'config <digest>' for a row whose seeds' configs differ from another's."""
+    config = f"config {row['config']}" if row.get("config") else ""
+    return ", ".join(part for part in (subset_label(row), config) if part)
+
+
 def record_subset(record: dict[str, Any]) -> dict[str, Any]:
     """A run record's label fraction and stages as hashable cells ('' = every stage)."""
     stages = {k: "+".join(record.get(k) or []) for k in ("train_stages", "test_stages")}
@@ -70,8 +76,8 @@ def record_subset(record: dict[str, Any]) -> dict[str, Any]:
 
 def record_label(record: dict[str, Any]) -> str:
     """The label (see `label`) of the leaderboard row a run record belongs to."""
-    return label(pd.Series({"model": record["model"], "protocol": record["protocol"]}
-                           | record_subset(record)))  # fmt: skip
+    keys = {k: record.get(k, "") for k in ("model", "protocol", "config")}
+    return label(pd.Series(keys | record_subset(record)))
 
 
 def stage_table(part: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +121,7 @@ def cells(part: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = ["rank", "model", "protocol", f"{head} (mean ± std)", "seeds", *others]
     rows = []
     for _, r in part.iterrows():
-        subset = subset_label(r) if r["model"] != ORACLE_MODEL else ""
+        subset = variant_label(r) if r["model"] != ORACLE_MODEL else ""
         protocol = str(r["protocol"]) + (f" ({subset})" if subset else "")
         row = [fmt(r["rank"]), str(r["model"]), protocol]
         row += [mean_std(r["headline_mean"], r["headline_std"]), fmt(r["n_seeds"] or None)]

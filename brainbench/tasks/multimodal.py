@@ -91,7 +91,7 @@ def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[Subje
             f"{where} is missing for {len(records) - len(present)} of {len(records)} subjects; "
             f"fill it in, or lower task_options.min_coverage (now {options.min_coverage})."
         )
-    levels = sorted({str(v) for v in present})
+    levels = sorted({level(v) for v in present})
     if len(levels) < 2:
         raise DataError(f"{where} is constant ({levels[0] if levels else 'empty'}); drop it.")
     if spec.kind == "regression":
@@ -101,12 +101,26 @@ def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[Subje
     if len(levels) != 2:
         raise DataError(f"{where} has {len(levels)} levels {levels[:5]}; a binary one needs 2.")
     positive = options.positive or {"sex": "M"}.get(spec.target)
-    positive = positive or ("1" if levels == ["0", "1"] else None)
+    positive = level(positive) if positive else ("1" if levels == ["0", "1"] else None)
     if positive not in levels:
         raise ConfigError(
             f"{where} has the levels {levels}; set task_options.positive to the positive one."
         )
-    return lambda r: None if (v := raw_value(r, spec.target)) is None else float(str(v) == positive)
+
+    def code(record: SubjectRecord) -> float | None:
+        value = raw_value(record, spec.target)
+        return None if value is None else float(level(value) == positive)
+
+    return code
+
+
+def level(value: object) -> str:
+    """A value's level name; whole numbers read alike however stored (1, 1.0, '1.0' -> '1')."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(int(number)) if number.is_integer() else str(value)
 
 
 def metadata_columns(

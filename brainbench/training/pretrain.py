@@ -36,6 +36,7 @@ from brainbench.config import (
     DataConfig,
     Layer,
     PreprocessConfig,
+    Seed,
     SplitConfig,
     StrictModel,
     TrainerConfig,
@@ -90,7 +91,7 @@ class PretrainConfig(StrictModel):
         "patches up to 0.8 x the smallest preprocess.shape dimension",
     )
     checkpoint_every: int = Field(50, ge=1, description="Lightning checkpoint every N steps")
-    seed: int = 0
+    seed: Seed = 0
     output_dir: Path = Path("results")
 
 

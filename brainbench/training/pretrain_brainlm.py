@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from brainbench.config import (
     DataConfig,
     Layer,
+    Seed,
     SplitConfig,
     StrictModel,
     TrainerConfig,
@@ -66,7 +67,7 @@ class BrainLMPretrainConfig(StrictModel):
     mask_ratio: float = Field(0.75, gt=0, lt=1, description="share of tokens hidden")
     eval_ratios: list[float] = Field([0.2, 0.5, 0.75, 0.9], min_length=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
-    seed: int = 0
+    seed: Seed = 0
     output_dir: Path = Path("results")
 
 

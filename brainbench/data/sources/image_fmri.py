@@ -35,6 +35,7 @@ from brainbench.config import DataConfig
 from brainbench.data.cache import atomic_write
 from brainbench.data.events import read_events
 from brainbench.data.image_features import npy_bytes
+from brainbench.data.nifti import open_image
 from brainbench.data.records import SubjectRecord
 from brainbench.data.sources.table import parse_age, parse_sex
 from brainbench.errors import ConfigError, DataError
@@ -185,7 +186,7 @@ def read_evoked(root: Path, layout: Layout, stim_column: str | None = None) -> E
         bolds = sorted(func.glob("*_bold.nii*"))
         preferred = [b for b in bolds if "space-MNI" in b.name]
         for bold in preferred or [b for b in bolds if "_space-" not in b.name]:
-            image = nib.load(bold)
+            image = open_image(bold)
             n_vols = int(image.shape[3]) if len(image.shape) == 4 else 1
             runs.append(_run(subject, session, (bold,), image, root, column, n_vols))
         for left in sorted(func.glob("*_hemi-L*_bold.func.gii")):
@@ -302,7 +303,7 @@ def _volume_features(run: Run, space: Space, mask_path: Path | None) -> np.ndarr
     """(n_vols, features) of a NIfTI run in the chosen space."""
     from nilearn.maskers import NiftiMasker, NiftiSpheresMasker
 
-    image = nib.load(run.bold[0])
+    image = open_image(run.bold[0])
     if len(image.shape) != 4:
         raise DataError(f"{run.bold[0]} is not a 4D BOLD series (shape {image.shape}).")
     if space == "surface":

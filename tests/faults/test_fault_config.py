@@ -1,0 +1,32 @@
+"""Config and argument faults: refused with exit 2 and a message naming the key or file."""
+
+from __future__ import annotations
+
+import pytest
+
+from brainbench.cli import main
+
+RUN = ["mri", "age", "--debug", "-m", "ridge"]
+
+# case -> (arguments after the tmp_path substitution, text the error must hold)
+CASES = {
+    "negative-seed": ([*RUN, "seeds=[33,-1]"], "'seeds.1' (from command line)"),
+    "negative-split-seed": ([*RUN, "split.seed=-1"], "'split.seed' (from command line)"),
+    "negative-cohort-seed": ([*RUN, "data.cohort_seed=-2"], "'data.cohort_seed'"),
+    "seed-beyond-uint32": ([*RUN, "seeds=[4294967296]"], "'seeds.0'"),
+    "negative-pretrain-seed": (["pretrain", "mae3d_cnn", "--debug", "seed=-1"], "'seed'"),
+    "infinite-lr": ([*RUN, "trainer.lr=inf"], "'trainer.lr' (from command line)"),
+    "nan-lr": ([*RUN, "trainer.lr=.nan"], "finite number"),
+    "infinite-spacing": ([*RUN, "preprocess.spacing=inf"], "'preprocess.spacing'"),
+    "config-is-a-folder": ([*RUN, "--config", "{tmp}"], "is a folder; pass a YAML file"),
+    "config-is-binary": ([*RUN, "--config", "{tmp}/binary.yaml"], "is not a text file"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_refused_with_exit_2(tmp_path, capsys, case):
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    args, message = CASES[case]
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
