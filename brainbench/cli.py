@@ -394,7 +394,3 @@ def _dispatch(args: argparse.Namespace) -> None:
         _datasets(args)
     else:
         _run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from brainbench.config import ExperimentConfig, key_summary
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "brainbench.cli", *args],
+        [sys.executable, "-m", "brainbench", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
