@@ -195,14 +195,20 @@ def hidden_count(n_tokens: int, ratio: float) -> int:
     return min(n_tokens - 1, max(1, round(ratio * n_tokens)))
 
 
-def random_mask(batch: int, n_tokens: int, ratio: float, generator=None, device=None) -> Tensor:
+def random_mask(
+    batch: int, n_tokens: int, ratio: float, generator=None, device=None, forced=None
+) -> Tensor:
     """(batch, n_tokens) bool, True = hidden: `hidden_count` random tokens per sample.
 
-    Drawn on `device` (the generator's device when one is given).
+    `forced` (batch, n_tokens) bool: tokens hidden first (at most `hidden_count`), the rest
+    drawn at random. Drawn on `device` (the generator's device when one is given).
     """
     k = hidden_count(n_tokens, ratio)
     where = generator.device if generator is not None else device
-    order = torch.rand(batch, n_tokens, generator=generator, device=where).argsort(dim=1)[:, :k]
+    keys = torch.rand(batch, n_tokens, generator=generator, device=where)
+    if forced is not None:
+        keys = keys - forced.to(where, keys.dtype)  # forced tokens sort first
+    order = keys.argsort(dim=1)[:, :k]
     mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=where)
     return mask.scatter_(1, order, True).to(device)
 

@@ -40,7 +40,13 @@ from brainbench.data.timeseries import SubjectWindows, subject_windows
 from brainbench.errors import ConfigError, DataError
 from brainbench.metrics import signal_metrics
 from brainbench.models.base import META_KEY
-from brainbench.models.brainlm import BrainLM, BrainLMConfig, hidden_count, random_mask
+from brainbench.models.brainlm import (
+    BrainLM,
+    BrainLMConfig,
+    future_mask,
+    hidden_count,
+    random_mask,
+)
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.training.fit import make_trainer, quiet_lightning
 
@@ -65,6 +71,9 @@ class BrainLMPretrainConfig(StrictModel):
     window: int = Field(160, ge=2, description="time points per training window")
     demean: bool = Field(True, description="centre each run on its mean per parcel before scaling")
     mask_ratio: float = Field(0.75, gt=0, lt=1, description="share of tokens hidden")
+    forecast_share: float = Field(
+        0.0, ge=0, le=1, description="share of windows whose last patch is always hidden"
+    )
     eval_ratios: list[float] = Field([0.2, 0.5, 0.75, 0.9], min_length=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     seed: Seed = 0
@@ -81,20 +90,36 @@ def build_brainlm_pretrain_config(layers: list[Layer]) -> BrainLMPretrainConfig:
 
 
 class MAEModule(L.LightningModule):
-    """Masked-autoencoder training of a BrainLM: random mask per batch, MSE on hidden patches."""
+    """Masked-autoencoder training of a BrainLM: random mask per sample, MSE on hidden patches.
+
+    In a `forecast_share` of the samples the last patch of every parcel is among the hidden
+    tokens (the rest random), so that the model also learns to forecast.
+    """
 
     def __init__(
-        self, net: BrainLM, mask_ratio: float, *, lr: float, weight_decay: float, n_steps: int
+        self,
+        net: BrainLM,
+        mask_ratio: float,
+        *,
+        lr: float,
+        weight_decay: float,
+        n_steps: int,
+        forecast_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
-        self.mask_ratio = mask_ratio
+        self.mask_ratio, self.forecast_share = mask_ratio, forecast_share
         self.lr, self.weight_decay, self.n_steps = lr, weight_decay, n_steps
 
     def _loss(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        n_tokens = self.net.n_parcels * (x.shape[-1] // self.net.cfg.patch)
-        mask = random_mask(len(x), n_tokens, self.mask_ratio, generator, x.device)
-        return self.net.masked_loss(x, mask, hidden_count(n_tokens, self.mask_ratio))[0]
+        p, n = self.net.n_parcels, x.shape[-1] // self.net.cfg.patch
+        where = generator.device if generator is not None else x.device
+        forced = None
+        if self.forecast_share > 0:
+            chosen = torch.rand(len(x), 1, generator=generator, device=where) < self.forecast_share
+            forced = future_mask(len(x), p, n, 1, where) & chosen
+        mask = random_mask(len(x), p * n, self.mask_ratio, generator, x.device, forced)
+        return self.net.masked_loss(x, mask, hidden_count(p * n, self.mask_ratio))[0]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(batch[0])
@@ -132,6 +157,7 @@ def train_mae(
     seed: int,
     run_dir: Path,
     max_steps: int | None = None,
+    forecast_share: float = 0.0,
 ) -> dict[str, Any]:
     """Train `net` in place on random windows of `train`; returns steps, seconds, windows/s."""
     L.seed_everything(seed, workers=True, verbose=False)
@@ -146,7 +172,12 @@ def train_mae(
     val_loader = DataLoader(val, batch_size=trainer_cfg.batch_size)
     n_steps = max_steps or trainer_cfg.max_epochs * len(loader)
     module = MAEModule(
-        net, mask_ratio, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay, n_steps=n_steps
+        net,
+        mask_ratio,
+        lr=trainer_cfg.lr,
+        weight_decay=trainer_cfg.weight_decay,
+        n_steps=n_steps,
+        forecast_share=forecast_share,
     )
     try:
         with quiet_lightning():
@@ -235,6 +266,7 @@ def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any]
         seed=config.seed,
         run_dir=out,
         max_steps=config.max_steps,
+        forecast_share=config.forecast_share,
     )
     scores = recon_scores(net, val, config.eval_ratios)
     metrics = {

@@ -65,3 +65,13 @@ def test_bad_shapes() -> None:
         net.encode(torch.randn(1, 5, 20))
     with pytest.raises(DataError, match="multiple of the patch"):
         net.encode(torch.randn(1, 6, 22))
+
+
+def test_forced_tokens_are_hidden_first_and_the_count_is_kept() -> None:
+    forced = future_mask(4, 40, 4, 1)  # the last of 4 patches of each of 40 parcels
+    forced[1] = False  # a sample with nothing forced
+    mask = random_mask(4, 160, 0.5, torch.Generator().manual_seed(0), forced=forced)
+    assert bool((mask.sum(1) == 80).all())
+    assert bool(mask[forced].all())
+    last = mask[1].view(40, 4)[:, 3].float().mean()
+    assert 0.2 < float(last) < 0.8  # unforced: about half of the last patches, at random

@@ -174,12 +174,15 @@ def test_pretraining_step_runs_on_the_input_device(name: str) -> None:
     step_on_meta(module, move_data_to_device(batch, META), (volumes.to(META), torch.zeros(2)))
 
 
-def test_brainlm_pretraining_step_runs_on_the_input_device() -> None:
+@pytest.mark.parametrize("forecast_share", [0.0, 0.5])
+def test_brainlm_pretraining_step_runs_on_the_input_device(forecast_share: float) -> None:
     from brainbench.models.brainlm import BrainLM, BrainLMConfig
     from brainbench.training.pretrain_brainlm import MAEModule as BrainLMModule
 
     cfg = BrainLMConfig(**MODEL_CASES["brainlm"][0])
     net = BrainLM(cfg, torch.randn(6, 3) * 50)
-    module = BrainLMModule(net, 0.75, lr=1e-3, weight_decay=0.0, n_steps=1).to(META)
+    module = BrainLMModule(
+        net, 0.75, lr=1e-3, weight_decay=0.0, n_steps=1, forecast_share=forecast_share
+    ).to(META)
     x = torch.randn(2, 6, 16)
     step_on_meta(module, (x.to(META), torch.zeros(2)), (x.to(META), torch.zeros(2)))
