@@ -35,6 +35,14 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -R_CLIP, R_CLIP))
 
 
+def connectivity_profiles(r: np.ndarray) -> np.ndarray:
+    """(parcels, parcels) float32 rows of Fisher-z correlations with a zero diagonal: each
+    parcel's connectivity profile (the features networks are clustered on)."""
+    z = fisher_z(r)
+    np.fill_diagonal(z, 0.0)
+    return z.astype(np.float32)
+
+
 def connectivity_vector(series: np.ndarray) -> np.ndarray:
     """Upper triangle (k=1) of the Fisher z-transformed Pearson correlation between parcels.
 

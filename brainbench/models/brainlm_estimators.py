@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from brainbench.config import TrainerConfig
-from brainbench.data.connectivity import fisher_z
+from brainbench.data.connectivity import connectivity_profiles
 from brainbench.errors import DataError
 from brainbench.models.base import load_weights, read_meta, save_weights
 from brainbench.models.brainlm import BrainLM, BrainLMConfig, Embedder
@@ -182,13 +182,9 @@ class BrainLMSignal:
         """(subjects, parcels, parcels): Fisher-z coupling of the parcels' token embeddings over
         each run (as `connectome` correlates the signals), zero diagonal."""
         net = self._fitted()
-        out = []
         with torch.inference_mode():
-            for i in range(len(data)):
-                z = fisher_z(net.parcel_coupling(windows(data, i)).numpy())
-                np.fill_diagonal(z, 0.0)
-                out.append(z.astype(np.float32))
-        return np.stack(out)
+            coupling = [net.parcel_coupling(windows(data, i)).numpy() for i in range(len(data))]
+        return np.stack([connectivity_profiles(r) for r in coupling])
 
     def parcel_affinity(self, data: Any) -> np.ndarray:
         """(subjects, parcels, parcels): attention between parcels averaged over the windows."""

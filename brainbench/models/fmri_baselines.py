@@ -27,7 +27,11 @@ from pydantic import Field
 from torch import Tensor
 
 from brainbench.config import StrictModel, TrainerConfig
-from brainbench.data.connectivity import connectivity_vector, correlation_matrix, fisher_z
+from brainbench.data.connectivity import (
+    connectivity_profiles,
+    connectivity_vector,
+    correlation_matrix,
+)
 from brainbench.models.base import load_weights, save_weights
 from brainbench.models.classical import RidgeConfig, RidgeEstimator
 from brainbench.registry import register_model
@@ -83,12 +87,9 @@ class ConnectomeProfiles(FitFree):
 
     def parcel_features(self, data: Any) -> np.ndarray:
         """(subjects, parcels, parcels) Fisher-z correlation matrices, zero diagonal."""
-        out = []
-        for i in range(len(data)):
-            z = fisher_z(correlation_matrix(data.run(i)))
-            np.fill_diagonal(z, 0.0)
-            out.append(z.astype(np.float32))
-        return np.stack(out)
+        return np.stack(
+            [connectivity_profiles(correlation_matrix(data.run(i))) for i in range(len(data))]
+        )
 
 
 class Coordinates(FitFree):
