@@ -37,6 +37,10 @@ def binary_targets(targets: np.ndarray) -> np.ndarray:
     return y
 
 
+CV_MIN_SUBJECTS = 10
+"""Fewer training subjects and cross-validation cannot choose a penalty (see penalty_fallback)."""
+
+
 class ChanceConfig(StrictModel):
     """The chance baseline has no parameters."""
 
@@ -78,6 +82,12 @@ class RidgeConfig(StrictModel):
     )
     n_alphas: int = Field(17, ge=1, description="grid size; the penalty is chosen by CV")
     cv_folds: int = Field(5, ge=2, description="classification: folds of LogisticRegressionCV")
+    cv_min_subjects: int = Field(
+        CV_MIN_SUBJECTS,
+        ge=2,
+        description="fewer training subjects (or fewer than 2 of a class) and the penalty is not "
+        "chosen by CV: the model predicts the training mean / prior, with a warning",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RidgeConfig:
@@ -94,7 +104,9 @@ class RidgeEstimator:
 
     Regression: RidgeCV (efficient leave-one-out over the grid). Classification:
     LogisticRegressionCV (stratified k-fold, log loss). Only the training set is used; `val`
-    is scored for information.
+    is scored for information. Too few training subjects for CV (penalty_fallback) and the
+    model predicts the training mean / prior instead (the infinite-penalty limit), says so in a
+    warning and records it as `penalty` in the fit info.
     """
 
     def __init__(self, params: RidgeConfig, task: TaskSpec) -> None:
@@ -121,6 +133,7 @@ class RidgeEstimator:
             self.params.alphas(),
             self.params.cv_folds,
             seed,
+            min_subjects=self.params.cv_min_subjects,
         )
         self.arrays = {
             "mean": scaler.mean_,
@@ -129,7 +142,12 @@ class RidgeEstimator:
             "intercept": np.asarray(intercept, dtype=np.float64).reshape(1),
         }
         val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
-        return {"alpha": alpha, "n_features": x.shape[1], "val_mse": float(np.mean(val_error**2))}
+        return {
+            "alpha": alpha,
+            "penalty": penalty_choice(train.targets, self.kind, self.params.cv_min_subjects),
+            "n_features": x.shape[1],
+            "val_mse": float(np.mean(val_error**2)),
+        }
 
     def predict(self, data: Dataset) -> np.ndarray:
         if not self.arrays:
@@ -206,10 +224,70 @@ def cv_folds(targets: np.ndarray, kind: str, requested: int) -> int:
     return min(requested, smallest)
 
 
+def penalty_fallback(targets: Any, kind: str, min_subjects: int = CV_MIN_SUBJECTS) -> str | None:
+    """Why cross-validation cannot choose the penalty on `targets`; None when it can.
+
+    The rule: CV needs at least `min_subjects` training subjects and, for classification, at
+    least 2 of each class (one per fold of a 2-fold split). A training set of a single class is
+    a DataError: not even a prior can be fitted.
+    """
+    y = np.asarray(targets, dtype=float)
+    if kind == "classification":
+        counts = np.bincount(binary_targets(y).astype(int), minlength=2)
+        if counts.min() == 0:
+            raise DataError(
+                f"the training set's {len(y)} subjects are all of one class; nothing can be "
+                "fitted. Raise --label-fraction or widen --train-stages."
+            )
+        if counts.min() < 2:
+            return f"{int(counts.min())} training subject of a class, fewer than 2"
+    if len(y) < min_subjects:
+        return f"{len(y)} training subjects, fewer than cv_min_subjects={min_subjects}"
+    return None
+
+
+def penalty_choice(targets: Any, kind: str, min_subjects: int = CV_MIN_SUBJECTS) -> str:
+    """'cv', or 'fallback: <why>' (the fit-info field saying how the penalty was chosen)."""
+    why = penalty_fallback(targets, kind, min_subjects)
+    return "cv" if why is None else f"fallback: {why}"
+
+
+def mean_fit(targets: Any, kind: str, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(zero coefficients, intercept) predicting the training mean, or the prior P(y = 1)."""
+    y = np.asarray(targets, dtype=float)
+    if kind == "classification":
+        prior = float(binary_targets(y).mean())
+        intercept = np.log(prior / (1 - prior))
+    else:
+        intercept = float(y.mean())
+    return np.zeros((1, n_features)), np.array([intercept])
+
+
 def fit_linear(
-    x: np.ndarray, targets: Any, kind: str, alphas: np.ndarray, folds: int, seed: int
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """(chosen alpha, coefficients, intercept) of RidgeCV or L2 LogisticRegressionCV on `x`."""
+    x: np.ndarray,
+    targets: Any,
+    kind: str,
+    alphas: np.ndarray,
+    folds: int,
+    seed: int,
+    *,
+    min_subjects: int = CV_MIN_SUBJECTS,
+) -> tuple[float | None, np.ndarray, np.ndarray]:
+    """(chosen alpha, coefficients, intercept) of RidgeCV or L2 LogisticRegressionCV on `x`.
+
+    When CV cannot choose the penalty (penalty_fallback), a warning says so and the fit is the
+    infinite-penalty limit: zero coefficients, the training mean / prior; alpha is then None.
+    """
+    why = penalty_fallback(targets, kind, min_subjects)
+    if why is not None:
+        target = "training mean" if kind == "regression" else "training prior P(y = 1)"
+        warnings.warn(
+            f"{why}: cross-validation cannot choose the penalty; the linear model falls back to "
+            f"predicting the {target} (zero coefficients, the infinite-penalty limit).",
+            stacklevel=2,
+        )
+        coef, intercept = mean_fit(targets, kind, x.shape[1])
+        return None, coef, intercept
     if kind == "regression":
         ridge = RidgeCV(alphas=alphas).fit(x, np.asarray(targets, dtype=float))
         return float(ridge.alpha_), ridge.coef_, np.atleast_1d(ridge.intercept_)

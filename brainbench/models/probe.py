@@ -2,7 +2,9 @@
 
 `linear`: RidgeCV (regression) or L2 LogisticRegressionCV (classification). `mlp`: one hidden
 ReLU layer (MLPRegressor / MLPClassifier) with its L2 penalty chosen by grid-search CV. The
-penalty is always chosen by cross-validation on the training split only. The fitted probe is
+penalty is always chosen by cross-validation on the training split only; with too few training
+subjects for that (classical.penalty_fallback: fewer than `cv_min_subjects`, or fewer than 2 of a
+class) either head falls back to the training mean / prior, with a warning. The fitted probe is
 stored as plain arrays (standardisation + dense layers) next to the encoder weights, so a saved
 probe is safetensors only and predicts without scikit-learn.
 """
@@ -25,7 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from brainbench.config import StrictModel
 from brainbench.models.base import META_KEY
-from brainbench.models.classical import binary_targets, cv_folds, fit_linear
+from brainbench.models.classical import (
+    CV_MIN_SUBJECTS,
+    binary_targets,
+    cv_folds,
+    fit_linear,
+    penalty_choice,
+    penalty_fallback,
+)
 from brainbench.tasks import TaskSpec
 
 
@@ -35,6 +44,12 @@ class ProbeConfig(StrictModel):
     log10_alpha: tuple[float, float] = Field((-3.0, 3.0), description="L2 penalty grid range")
     n_alphas: int = Field(7, ge=1)
     cv_folds: int = Field(3, ge=2)
+    cv_min_subjects: int = Field(
+        CV_MIN_SUBJECTS,
+        ge=2,
+        description="fewer training subjects (or fewer than 2 of a class): no CV, the probe "
+        "predicts the training mean / prior, with a warning",
+    )
     hidden: int = Field(64, ge=1, description="mlp: hidden units")
     batch_size: int = Field(8, ge=1, description="volumes per encoder forward pass")
 
@@ -70,7 +85,8 @@ class ProbeEstimator:
         else:
             y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
             y = (y - y_mean) / y_scale
-        alpha, layers = (self._linear if self.params.head == "linear" else self._mlp)(z, y, seed)
+        mlp = self.params.head == "mlp" and not penalty_fallback(y, self.kind, self._min)
+        alpha, layers = (self._mlp if mlp else self._linear)(z, y, seed)
         self.arrays = {
             "mean": torch.from_numpy(mean),
             "scale": torch.from_numpy(scale),
@@ -82,13 +98,21 @@ class ProbeEstimator:
         val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
         return {
             "alpha": alpha,
+            "penalty": penalty_choice(y, self.kind, self._min),
             "embedding_dim": x.shape[1],
             "val_mse": float(np.mean(val_error**2)),
         }
 
-    def _linear(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:
-        folds = self.params.cv_folds
-        alpha, coef, intercept = fit_linear(z, y, self.kind, self.params.alphas(), folds, seed)
+    @property
+    def _min(self) -> int:
+        return self.params.cv_min_subjects
+
+    def _linear(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float | None, list]:
+        """The linear head (also the mlp head's fallback when CV cannot choose its penalty)."""
+        folds, alphas = self.params.cv_folds, self.params.alphas()
+        alpha, coef, intercept = fit_linear(
+            z, y, self.kind, alphas, folds, seed, min_subjects=self._min
+        )
         return alpha, [(np.reshape(coef, (z.shape[1], -1)), np.ravel(intercept))]
 
     def _mlp(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, list]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from brainbench.errors import DataError
 from brainbench.models.classical import (
@@ -12,6 +18,7 @@ from brainbench.models.classical import (
     binary_targets,
     build_chance,
     build_ridge,
+    penalty_fallback,
 )
 from brainbench.registry import MODELS
 
@@ -108,6 +115,107 @@ def test_logistic_on_a_tiny_training_set_uses_fewer_folds(
     volumes, spec, quick_trainer, tmp_path
 ) -> None:
     train = volumes(6, seed=1, target="sex")
+    params = RidgeConfig(cv_min_subjects=4)  # the default (10) falls back to the prior
+    model = build_ridge(params, task=spec("classification"), trainer=quick_trainer)
+    info = model.fit(train, train, seed=0, run_dir=tmp_path)  # 5 folds requested, 2-3 per class
+    assert info["penalty"] == "cv" and model.predict(train).shape == (6,)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_ridge_on_two_or_three_subjects_predicts_the_training_mean_and_says_so(
+    n, volumes, spec, quick_trainer, tmp_path
+) -> None:
+    """1% labels of the embedded cohort is 2 subjects: CV there chose alpha=0.1 and predicted
+    236-year-olds (README); now the fit falls back to the training mean, with a warning."""
+    train, test = volumes(n, seed=3), volumes(40, seed=4)
+    model = build_ridge(RidgeConfig(), task=spec(), trainer=quick_trainer)
+    with pytest.warns(UserWarning, match=f"{n} training subjects.*cannot choose the penalty"):
+        info = model.fit(train, test, seed=0, run_dir=tmp_path)
+    assert info["alpha"] is None and info["penalty"].startswith(f"fallback: {n} training")
+    pred = model.predict(test)
+    assert train.targets.min() <= pred.min() and pred.max() <= train.targets.max()
+    reference = DummyRegressor(strategy="mean").fit(np.zeros((n, 1)), train.targets)
+    np.testing.assert_allclose(pred, reference.predict(np.zeros((40, 1))), rtol=1e-6)
+    model.save(tmp_path / "ridge.safetensors")  # the fallback saves and reloads like a fit
+    loaded = build_ridge(RidgeConfig(), task=spec(), trainer=quick_trainer)
+    loaded.load(tmp_path / "ridge.safetensors")
+    np.testing.assert_array_equal(loaded.predict(test), pred)
+
+
+def test_ridge_from_enough_subjects_still_matches_scikit_learn(
+    volumes, spec, quick_trainer, tmp_path
+) -> None:
+    """At cv_min_subjects the penalty is chosen by CV, as StandardScaler + RidgeCV does."""
+    train, test = volumes(10, seed=3), volumes(12, seed=4)
+    params = RidgeConfig()
+    model = build_ridge(params, task=spec(), trainer=quick_trainer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no fallback warning
+        info = model.fit(train, test, seed=0, run_dir=tmp_path)
+    assert info["penalty"] == "cv" and info["alpha"] in params.alphas()
+    x, x_test = model.features(train), model.features(test)
+    reference = make_pipeline(StandardScaler(), RidgeCV(alphas=params.alphas()))
+    reference.fit(x, train.targets.astype(float))
+    np.testing.assert_allclose(model.predict(test), reference.predict(x_test), rtol=1e-6)
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1, 1, 0, 1]])
+def test_logistic_on_too_few_subjects_predicts_the_prior_and_says_so(
+    labels, volumes, spec, quick_trainer, tmp_path
+) -> None:
+    train, test = volumes(len(labels), seed=3, target="sex"), volumes(20, seed=4, target="sex")
+    train.targets = np.asarray(labels, dtype=np.float32)
     model = build_ridge(RidgeConfig(), task=spec("classification"), trainer=quick_trainer)
-    model.fit(train, train, seed=0, run_dir=tmp_path)  # 5 folds requested, 2-3 per class
-    assert model.predict(train).shape == (6,)
+    with pytest.warns(UserWarning, match="cannot choose the penalty.*training prior"):
+        info = model.fit(train, test, seed=0, run_dir=tmp_path)
+    assert info["alpha"] is None and info["penalty"].startswith("fallback: ")
+    reference = DummyClassifier(strategy="prior").fit(np.zeros((len(labels), 1)), labels)
+    expected = reference.predict_proba(np.zeros((20, 1)))[:, 1]
+    np.testing.assert_allclose(model.predict(test), expected, rtol=1e-9)
+
+
+def test_a_training_set_of_one_class_is_a_data_error(volumes, spec, quick_trainer, tmp_path):
+    train = volumes(4, seed=3, target="sex")
+    train.targets = np.ones(4, dtype=np.float32)
+    model = build_ridge(RidgeConfig(), task=spec("classification"), trainer=quick_trainer)
+    with pytest.raises(DataError, match="all of one class"):
+        model.fit(train, train, seed=0, run_dir=tmp_path)
+
+
+def test_penalty_fallback_rule() -> None:
+    assert penalty_fallback(np.arange(10.0), "regression") is None
+    assert "9 training subjects" in penalty_fallback(np.arange(9.0), "regression")
+    assert penalty_fallback(np.arange(3.0), "regression", min_subjects=3) is None
+    six = np.array([0, 0, 0, 0, 1, 1] * 2)
+    assert penalty_fallback(six, "classification") is None
+    assert "1 training subject of a class" in penalty_fallback(
+        np.array([0] * 11 + [1]), "classification"
+    )
+
+
+class _Runs:
+    """A stand-in for SubjectWindows: `run(i)` is a (time, parcels) series, `targets` ages."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.targets = rng.uniform(10, 80, n).astype(np.float32)
+        self.runs = [rng.normal(size=(60, 12)) for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def run(self, i: int) -> np.ndarray:
+        return self.runs[i]
+
+
+def test_connectome_on_two_subjects_predicts_the_training_mean(
+    spec, quick_trainer, tmp_path
+) -> None:
+    from brainbench.models.fmri_baselines import ConnectomeConfig, build_connectome
+
+    train, test = _Runs(2, seed=0), _Runs(9, seed=1)
+    model = build_connectome(ConnectomeConfig(), task=spec(), trainer=quick_trainer)
+    with pytest.warns(UserWarning, match="2 training subjects.*cannot choose the penalty"):
+        info = model.fit(train, test, seed=0, run_dir=tmp_path)
+    assert info["penalty"].startswith("fallback: 2 training subjects")
+    np.testing.assert_allclose(model.predict(test), np.full(9, train.targets.mean()), rtol=1e-6)

@@ -189,3 +189,18 @@ def test_reference_block_shapes() -> None:
     x = torch.rand(2, 1, 16, 16, 16)
     assert net(x).shape == x.shape and net.encode(x).shape == (2, 8)
     assert "encoder.blocks.1.conv3.norm.weight" in net.state_dict()
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_probe_on_too_few_subjects_predicts_the_training_mean(
+    head, volumes, spec, quick_trainer, tmp_path
+) -> None:
+    folder, _ = _pretrained(tmp_path / "pre")
+    train, test = volumes(3, seed=0), volumes(6, seed=1)
+    probe = build_mae3d_probe(
+        ProbeConfig(init=folder, head=head), task=spec(), trainer=quick_trainer
+    )
+    with pytest.warns(UserWarning, match="3 training subjects.*cannot choose the penalty"):
+        info = probe.fit(train, test, seed=0, run_dir=tmp_path)
+    assert info["alpha"] is None and info["penalty"].startswith("fallback: 3 training subjects")
+    np.testing.assert_allclose(probe.predict(test), np.full(6, train.targets.mean()), rtol=1e-5)
