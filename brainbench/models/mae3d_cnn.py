@@ -1,7 +1,8 @@
 """mae3d_cnn: the convolutional 3D masked autoencoder of the lifespan MRI benchmark.
 
 Encoder: a 4^3 stride-4 convolutional stem, then residual blocks x + act(GroupNorm(conv 3^3 (x))).
-Decoder: two stride-2 transposed convolutions back to the input grid, one channel per input.
+Decoder: two stride-2 transposed convolutions back to the input grid, one channel per input
+(`decoder=compact`), or the published MAE_CNN decoder (`decoder=reference`, ReferenceDecoder).
 Pretraining (brainbench.training.pretrain) zeroes `mask_ratio` of the patches of each view in
 place and scores the MSE on the masked voxels only. The 2.5-D variant (models/mae2d.py) is the
 same network with 2-D convolutions (`dims=2`).
@@ -13,8 +14,10 @@ shared machinery (heads, weight matching, the probe `mae3d_probe`) is in models/
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
+import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
@@ -32,13 +35,14 @@ from brainbench.training.masking import MaskedOutput, check_patch, masked_mse, p
 from brainbench.training.randomness import Generators
 
 STEM_STRIDE = 4
+REFERENCE_DECODER = (16, 16, 8)  # published decoder: width / 16 channels, then 16, GroupNorm(8)
 
 
 class MAE3DConfig(StrictModel):
     """The network (shared by pretraining and every downstream protocol)."""
 
     width: int = Field(32, ge=1, description="channels of the stem and every block (ref. 512)")
-    depth: int = Field(3, ge=0, description="residual blocks (the reference: 8)")
+    depth: int = Field(3, ge=0, description="residual blocks after the stem (the reference: 7)")
     groups: int = Field(8, ge=1, description="GroupNorm groups; must divide width")
     activation: Literal["gelu", "relu"] = "gelu"
     in_channels: int = Field(1, ge=1, description="input modalities")
@@ -47,11 +51,25 @@ class MAE3DConfig(StrictModel):
         description="compact: x + act(norm(conv x)); reference: the published 3-conv pre-norm "
         "block (its weights load with init=PATH; width 512, depth 7, groups 32, relu)",
     )
+    decoder: Literal["compact", "reference"] = Field(
+        "compact",
+        description="compact: two stride-2 transposed convs; reference: the published MAE_CNN "
+        "decoder (stride-4 transposed conv to width/16 channels, a reference block to 16, "
+        "GroupNorm, 3^3 conv, sigmoid), whose weights load with load_published",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MAE3DConfig:
         if self.width % self.groups:
             raise ValueError(f"groups ({self.groups}) must divide width ({self.width})")
+        if self.decoder == "reference":
+            ratio, _, groups = REFERENCE_DECODER
+            up = self.width // ratio
+            if self.width % ratio or (up >= groups and up % groups):
+                raise ValueError(
+                    f"the reference decoder needs width ({self.width}) a multiple of {ratio} "
+                    f"whose width/{ratio} is below {groups} or a multiple of it (e.g. 512)"
+                )
         return self
 
 
@@ -107,28 +125,80 @@ class ReferenceBlock(nn.Module):
         return self.act(self.conv3(self.conv2(y)) + y)
 
 
+class ReferenceDecoder(nn.Module):
+    """The published MAE_CNN decoder, (B, width, *grid / 4) -> (B, out, *grid) in [0, 1].
+
+    upsample: transposed conv 4^3 stride 4 to width/16 channels (with bias); block: a reference
+    block (stride 1) to 16 channels, its first pre-norm GroupNorm(8) (1 group below 8 channels);
+    norm: GroupNorm(8, 16); project: conv 3^3 (with bias) to `out` channels; then a sigmoid.
+    """
+
+    def __init__(self, cfg: MAE3DConfig, dims: int, out_channels: int) -> None:
+        super().__init__()
+        ratio, hidden, groups = REFERENCE_DECODER
+        up = cfg.width // ratio
+        self.upsample = _conv(dims, transposed=True)(cfg.width, up, STEM_STRIDE, stride=STEM_STRIDE)
+        self.block = ReferenceBlock(up, hidden, 1, groups, cfg.activation, dims)
+        self.norm = nn.GroupNorm(groups, hidden)
+        self.project = _conv(dims)(hidden, out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.project(self.norm(self.block(self.upsample(x)))))
+
+
+REFERENCE_BLOCK = re.compile(
+    r"^(?:local_encoder\.(\d+)|local_decoder\.0)\.basic_module\.(conv[123])\.(groupnorm|conv)\."
+)
+REFERENCE_PREFIXES = {  # the published decoder's other layers
+    "local_upsample.": "decoder.upsample.",
+    "final_norm_local_recon.": "decoder.norm.",
+    "final_projection_local_recon.": "decoder.project.",
+}
+
+
 def reference_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The published NeuroBench_LS MAE weights renamed to a block='reference' mae3d_cnn.
+    """The published NeuroBench_LS MAE_CNN weights renamed to a reference mae3d_cnn.
 
     Their encoder is `local_encoder`, a ModuleList of Encoder(basic_module=ExtResNetBlock) whose
     convs are named conv1..3, each a GroupNorm 'groupnorm' and a Conv3d 'conv'. Entry 0 (the
-    stride-4 block) becomes our stem, entry i our blocks.{i-1}:
+    stride-4 block) becomes our stem, entry i our blocks.{i-1}. Their decoder (local_upsample,
+    one ExtResNetBlock in local_decoder, final_norm_local_recon, final_projection_local_recon)
+    becomes our ReferenceDecoder (decoder=reference):
       local_encoder.0.basic_module.convK.groupnorm.* -> encoder.stem.convK.norm.*
       local_encoder.0.basic_module.convK.conv.weight -> encoder.stem.convK.conv.weight
       local_encoder.I.basic_module.convK.*           -> encoder.blocks.{I-1}.convK.*
-    Other names (their decoders, our own checkpoints) are kept unchanged.
+      local_upsample.*                               -> decoder.upsample.*
+      local_decoder.0.basic_module.convK.*           -> decoder.block.convK.*
+      final_norm_local_recon.*                       -> decoder.norm.*
+      final_projection_local_recon.*                 -> decoder.project.*
+    Other names (our own checkpoints, anything unknown) are kept unchanged.
     """
-    pattern = re.compile(r"^local_encoder\.(\d+)\.basic_module\.(conv[123])\.(groupnorm|conv)\.")
     out = {}
     for key, value in state.items():
-        match = pattern.match(key)
-        if match:
-            i, conv, layer = int(match[1]), match[2], match[3]
-            where = "encoder.stem" if i == 0 else f"encoder.blocks.{i - 1}"
+        if match := REFERENCE_BLOCK.match(key):
+            entry, conv, layer = match.groups()
+            if entry is None:
+                where = "decoder.block"
+            else:
+                where = "encoder.stem" if entry == "0" else f"encoder.blocks.{int(entry) - 1}"
             part = "norm" if layer == "groupnorm" else "conv"
             key = f"{where}.{conv}.{part}.{key[match.end() :]}"
+        else:
+            for theirs, ours in REFERENCE_PREFIXES.items():
+                if key.startswith(theirs):
+                    key = ours + key.removeprefix(theirs)
+                    break
         out[key] = value
     return out
+
+
+def load_published(net: nn.Module, path: Path) -> dict[str, Any]:
+    """Load a published MAE_CNN state dict (weights-only .pth or safetensors) into a whole
+    MAE3D (encoder and decoder) through reference_names; the report of load_matching (matched,
+    unmatched, ignored). Build the network with block=reference, decoder=reference and the
+    checkpoint's width / depth / groups: width 512, depth 7, groups 32, relu."""
+    state = reference_names(read_weights(path))
+    return load_matching(net, path, "encoder.stem.", state)
 
 
 class Encoder(nn.Module):
@@ -173,12 +243,15 @@ class MAE3D(nn.Module):
     def __init__(self, cfg: MAE3DConfig, dims: int = 3, in_channels: int | None = None) -> None:
         super().__init__()
         self.encoder = Encoder(cfg, dims, in_channels)
-        self.decoder = nn.Sequential(
-            _conv(dims, transposed=True)(cfg.width, cfg.width, 2, stride=2),
-            nn.GroupNorm(cfg.groups, cfg.width),
-            _act(cfg.activation),
-            _conv(dims, transposed=True)(cfg.width, cfg.in_channels, 2, stride=2),
-        )
+        if cfg.decoder == "reference":
+            self.decoder: nn.Module = ReferenceDecoder(cfg, dims, cfg.in_channels)
+        else:
+            self.decoder = nn.Sequential(
+                _conv(dims, transposed=True)(cfg.width, cfg.width, 2, stride=2),
+                nn.GroupNorm(cfg.groups, cfg.width),
+                _act(cfg.activation),
+                _conv(dims, transposed=True)(cfg.width, cfg.in_channels, 2, stride=2),
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))

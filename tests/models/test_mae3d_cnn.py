@@ -204,3 +204,133 @@ def test_probe_on_too_few_subjects_predicts_the_training_mean(
         info = probe.fit(train, test, seed=0, run_dir=tmp_path)
     assert info["alpha"] is None and info["penalty"].startswith("fallback: 3 training subjects")
     np.testing.assert_allclose(probe.predict(test), np.full(6, train.targets.mean()), rtol=1e-5)
+
+
+def _mae_cnn_state(embed_dim: int, depth: int) -> dict[str, torch.Tensor]:
+    """Random weights under the exact names and shapes of NeuroBench_LS MAE_CNN(embed_dim, depth).
+
+    Its layout (MAE_Model/MAE_3D/model/mae_cnn.py, blocks.py), each ExtResNetBlock being
+    conv1..conv3 of GroupNorm 'groupnorm' (on the input channels) + bias-free Conv3d 'conv':
+    - local_encoder.0..depth-1: blocks of embed_dim channels, entry 0 from 1 channel with a
+      4^3 stride-4 conv1, the rest 3^3;
+    - local_upsample: ConvTranspose3d(embed_dim, embed_dim // 16, 4, stride 4), with bias;
+    - local_decoder.0: a block from embed_dim // 16 to 16 channels, 3^3 convs;
+    - final_norm_local_recon: GroupNorm(8, 16); final_projection_local_recon: Conv3d(16, 1, 3).
+    """
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int, scale: float = 0.1, offset: float = 0.0) -> torch.Tensor:
+        return offset + scale * torch.randn(*shape, generator=g)
+
+    def block(prefix: str, cin: int, cout: int, kernel: int) -> dict[str, torch.Tensor]:
+        out = {}
+        for k, (i, size) in enumerate(((cin, kernel), (cout, 3), (cout, 3)), start=1):
+            fan_in = i * size**3
+            out[f"{prefix}.conv{k}.groupnorm.weight"] = rand(i, offset=1.0)
+            out[f"{prefix}.conv{k}.groupnorm.bias"] = rand(i)
+            out[f"{prefix}.conv{k}.conv.weight"] = rand(cout, i, size, size, size) / fan_in**0.5
+        return out
+
+    state = {}
+    for i in range(depth):
+        cin, kernel = (1, 4) if i == 0 else (embed_dim, 3)
+        state |= block(f"local_encoder.{i}.basic_module", cin, embed_dim, kernel)
+    up = embed_dim // 16
+    state["local_upsample.weight"] = rand(embed_dim, up, 4, 4, 4) / embed_dim**0.5
+    state["local_upsample.bias"] = rand(up)
+    state |= block("local_decoder.0.basic_module", up, 16, 3)
+    state["final_norm_local_recon.weight"] = rand(16, offset=1.0)
+    state["final_norm_local_recon.bias"] = rand(16)
+    state["final_projection_local_recon.weight"] = rand(1, 16, 3, 3, 3) / (16 * 27) ** 0.5
+    state["final_projection_local_recon.bias"] = rand(1)
+    return state
+
+
+def _mae_cnn_forward(state: dict[str, torch.Tensor], x: torch.Tensor, depth: int) -> torch.Tensor:
+    """MAE_CNN's encoder + local decoder written out with torch.nn.functional, from `state`.
+
+    Layer order 'gcr': GroupNorm (32 groups in the encoder, 8 in the decoder, 1 below that many
+    channels) -> conv -> ReLU; conv3 has no ReLU, the block adds conv1's output then applies it.
+    """
+    F = torch.nn.functional
+
+    def block(prefix: str, h: torch.Tensor, groups: int, stride: int) -> torch.Tensor:
+        def gc(k: int, h: torch.Tensor, stride: int = 1) -> torch.Tensor:
+            name = f"{prefix}.conv{k}"
+            n = groups if h.shape[1] >= groups else 1
+            h = F.group_norm(
+                h, n, state[f"{name}.groupnorm.weight"], state[f"{name}.groupnorm.bias"]
+            )
+            return F.conv3d(
+                h, state[f"{name}.conv.weight"], stride=stride, padding=int(stride == 1)
+            )
+
+        y = F.relu(gc(1, h, stride))
+        return F.relu(gc(3, F.relu(gc(2, y))) + y)
+
+    for i in range(depth):
+        x = block(f"local_encoder.{i}.basic_module", x, 32, 4 if i == 0 else 1)
+    x = F.conv_transpose3d(
+        x, state["local_upsample.weight"], state["local_upsample.bias"], stride=4
+    )
+    x = block("local_decoder.0.basic_module", x, 8, 1)
+    x = F.group_norm(
+        x, 8, state["final_norm_local_recon.weight"], state["final_norm_local_recon.bias"]
+    )
+    weight, bias = (
+        state["final_projection_local_recon.weight"],
+        state["final_projection_local_recon.bias"],
+    )
+    return torch.sigmoid(F.conv3d(x, weight, bias, padding=1))
+
+
+@pytest.mark.parametrize("embed_dim", [32, 128])  # decoder's first GroupNorm: 1 group, 8 groups
+def test_published_mae_cnn_loads_whole_encoder_and_decoder(embed_dim, tmp_path) -> None:
+    from brainbench.models.mae3d_cnn import load_published
+
+    depth = 2  # the reference's depth counts the stride-4 entry: ours is depth - 1
+    state = _mae_cnn_state(embed_dim, depth)
+    torch.save(state, tmp_path / "mae.pth")
+    cfg = MAE3DConfig(
+        width=embed_dim,
+        depth=depth - 1,
+        groups=32,
+        activation="relu",
+        block="reference",
+        decoder="reference",
+    )
+    net = MAE3D(cfg).eval()
+    report = load_published(net, tmp_path / "mae.pth")
+    assert report == {"matched": len(state), "unmatched": [], "ignored": 0}
+    assert len(net.state_dict()) == len(state) == 9 * depth + 15
+    loaded = net.state_dict()
+    decoder = {"decoder.upsample.weight": "local_upsample.weight"}
+    decoder |= {"decoder.project.bias": "final_projection_local_recon.bias"}
+    decoder |= {
+        "decoder.block.conv1.norm.weight": "local_decoder.0.basic_module.conv1.groupnorm.weight"
+    }
+    for ours, theirs in decoder.items():
+        torch.testing.assert_close(loaded[ours], state[theirs], rtol=0, atol=0)
+    x = torch.rand(2, 1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = _mae_cnn_forward(state, x, depth), net(x)
+    assert got.shape == x.shape and expected.std() > 1e-3  # not saturated
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_published_mae_cnn_decoder_names_are_ignored_downstream() -> None:
+    from brainbench.models.mae3d_cnn import reference_names
+
+    renamed = reference_names(_mae_cnn_state(32, 3))
+    assert "encoder.blocks.1.conv3.norm.bias" in renamed and "decoder.norm.weight" in renamed
+    head = _head(MAE3DConfig(width=32, depth=2, groups=32, activation="relu", block="reference"))
+    report = load_matching(head, "unused", state=renamed)
+    assert report["matched"] == 27 and report["ignored"] == 15
+    assert report["unmatched"] == ["head.bias", "head.weight"]
+
+
+def test_reference_decoder_width_must_fit_its_group_norm() -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        MAE3DConfig(width=8, groups=4, decoder="reference")
+    with pytest.raises(ValueError, match="multiple of it"):
+        MAE3DConfig(width=144, groups=8, decoder="reference")  # 9 channels, GroupNorm(8)
