@@ -9,8 +9,10 @@ EPILOG = """examples:
   brainbench synth --preset debug
   brainbench synth --stats 0          # no fMRI statistics
 
-After the cohort, its resting-state fMRI is generated (once) and characterised on a random
-sample of young adults and of all ages, beside approximate published values
+After the cohort, the sex differences of its measured volumes are printed beside published
+values (brainbench/data/synth/structural_stats.py). Then its resting-state fMRI is generated
+(once) and characterised on a random sample of young adults and of all ages, beside approximate
+published values
 (brainbench/data/synth/fmri_stats.py; docs/synthetic_fmri.md).
 """
 
@@ -41,10 +43,15 @@ def main(args: argparse.Namespace) -> None:
 
     root = ensure_cohort(args.preset, args.seed, root=args.out)
     print(f"synthetic cohort '{args.preset}' (seed {args.seed}) at {root}")
+    from brainbench.data.synth.structural_stats import cohort_table, format_table, sex_statistics
+
+    print("sex differences in the measured volumes (docs/synthetic_sex_differences.md):")
+    print(format_table(sex_statistics(cohort_table(root))))
     if args.stats > 0:
-        from brainbench.data.synth.fmri_stats import cohort_statistics, format_table
+        from brainbench.data.synth.fmri_stats import cohort_statistics
+        from brainbench.data.synth.fmri_stats import format_table as format_fmri
         from brainbench.data.synth.functional import ensure_functional
 
         folder = ensure_functional(root)
         print(f"resting-state fMRI at {folder}; statistics of a random sample:")
-        print(format_table(cohort_statistics(root, folder, args.stats, args.seed)))
+        print(format_fmri(cohort_statistics(root, folder, args.stats, args.seed)))

@@ -44,13 +44,14 @@ def options(config: ExperimentConfig) -> FmriOptions:
 
 def oracle_latents(table: pd.DataFrame, train_keys: list[str]) -> pd.DataFrame:
     """The latents the oracle sees: the 91 true network correlations (fc_*) replaced by their
-    first FC_COMPONENTS principal components on the training subjects.
+    first FC_COMPONENTS principal components on the training subjects; not `sex_sign` (sex).
 
     The correlations are a smooth function of coupling and sex, so two components keep about
     90% of their variance; as 91 collinear columns they swamped a fit on the debug cohort's 29
     training subjects, whose fmri/age ceiling fell below chance (MAE 25.0 against chance's
     24.9; 19.9 with the components, and 5.4 instead of 5.6 on the default cohort).
     """
+    table = table.drop(columns=["sex_sign"], errors="ignore")  # sex itself, not its effect
     fc = [c for c in table.columns if c.startswith("fc_")]
     if not fc:
         return table

@@ -49,9 +49,13 @@ def oracle_payload(
 ) -> dict:
     """Fit on (train keys, targets), score on (test keys, targets, ages); a leaderboard oracle row.
 
-    `latents` is indexed by record key; the target's own column is never a feature.
+    `latents` is indexed by record key; the target's own column is never a feature, nor are the
+    individual deviations (`*_z`): an image shows a size or a thickness, not how much of it is
+    the person's own draw rather than their age's or sex's (with them, sex is brain size
+    divided by the individual factor).
     """
-    features = latents.drop(columns=[c for c in latents.columns if c == spec.target])
+    dropped = [c for c in latents.columns if c == spec.target or c.endswith("_z")]
+    features = latents.drop(columns=dropped)
     features = features.select_dtypes("number")
     train_keys, y_train = train
     test_keys, y_test, ages = test

@@ -42,19 +42,22 @@ class Structure:
     parts: tuple[Ellipsoid, ...]
     grey_fraction: float  # intensity as a grey/white mixture (pallidum and thalamus are paler)
     ageing_loss: float  # fractional volume lost from 40 to 90 years
+    male_ratio: float  # male / female volume beyond brain size (< 1: grows less than the brain)
 
 
 STRUCTURES: tuple[Structure, ...] = (
     Structure("hippocampus",
-              (Ellipsoid((-26, -22, -13), (22, 8, 7), (0.29, -0.8, 0.52)),), 0.95, 0.22),
-    Structure("amygdala", (Ellipsoid((-23, -4, -19), (9, 8, 7.5)),), 0.95, 0.15),
+              (Ellipsoid((-26, -22, -13), (22, 8, 7), (0.29, -0.8, 0.52)),), 0.95, 0.22, 0.985),
+    Structure("amygdala", (Ellipsoid((-23, -4, -19), (9, 8, 7.5)),), 0.95, 0.15, 0.99),
     Structure("caudate",
               (Ellipsoid((-13, 13, 9), (11, 7.5, 9)),
-               Ellipsoid((-17, -10, 19), (13, 4.5, 5), (-0.21, -0.94, 0.26))), 0.9, 0.06),
-    Structure("putamen", (Ellipsoid((-27, 2, 1), (18, 6, 12), (0.0, 1.0, 0.15)),), 0.85, 0.15),
-    Structure("pallidum", (Ellipsoid((-19, -4, 0), (11, 4, 8)),), 0.35, 0.10),
-    Structure("thalamus", (Ellipsoid((-11, -18, 7), (17, 9, 11), (0.2, 1.0, 0.0)),), 0.6, 0.15),
-    Structure("accumbens", (Ellipsoid((-9, 11, -7), (6.5, 6, 5)),), 0.95, 0.20),
+               Ellipsoid((-17, -10, 19), (13, 4.5, 5), (-0.21, -0.94, 0.26))), 0.9, 0.06, 0.98),
+    Structure("putamen",
+              (Ellipsoid((-27, 2, 1), (18, 6, 12), (0.0, 1.0, 0.15)),), 0.85, 0.15, 0.99),
+    Structure("pallidum", (Ellipsoid((-19, -4, 0), (11, 4, 8)),), 0.35, 0.10, 0.99),
+    Structure("thalamus",
+              (Ellipsoid((-11, -18, 7), (17, 9, 11), (0.2, 1.0, 0.0)),), 0.6, 0.15, 1.0),
+    Structure("accumbens", (Ellipsoid((-9, 11, -7), (6.5, 6, 5)),), 0.95, 0.20, 0.965),
 )  # fmt: skip
 # Box (MNI mm) holding every structure, with a margin for deformation and size variation.
 STRUCTURE_BOX = np.array([[-50.0, -60.0, -42.0], [50.0, 40.0, 40.0]])
@@ -63,7 +66,14 @@ STRUCTURE_BOX = np.array([[-50.0, -60.0, -42.0], [50.0, 40.0, 40.0]])
 HEAD_CENTRE_MM = np.array([0.0, -18.0, 12.0])
 # Linear scale of an adult female brain relative to MNI152 (about 1150 ml of grey+white matter).
 ADULT_FEMALE_SCALE = 0.882
-MALE_VOLUME_RATIO = 1.09
+# Female / male cortical thickness: women's cortex is thicker (Ritchie 2018, UK Biobank).
+FEMALE_THICKNESS_RATIO = 1.02
+
+
+def male_volume_ratio(age: float) -> float:
+    """Male / female mean brain volume: ~8% in neonates (Gilmore 2007), ~9-10% in childhood
+    (Lenroot 2007), ~11% in adults (Ruigrok 2014 meta-analysis; Eliot 2021)."""
+    return float(np.interp(age, [0.0, 6.0, 18.0], [1.08, 1.095, 1.11]))
 
 
 def post_menstrual_years(age: float) -> float:

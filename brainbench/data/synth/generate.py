@@ -30,7 +30,7 @@ from brainbench.labels import SUBCORTICAL_LABELS as LABELS
 from brainbench.progress import track
 from brainbench.stages import STAGES
 
-GENERATOR_VERSION = "2"  # 2: hba1c, crp, neuroticism and phenotype domains
+GENERATOR_VERSION = "3"  # 3: sex differences calibrated (brain volume by age, subcortical d)
 MARKER = Path("derivatives") / "brainbench_synth.json"
 DROPPED_BITS = 12  # float32 mantissa bits not stored (see round_mantissa)
 
@@ -50,6 +50,7 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset("debug", 48, 32, "seconds on a laptop; tests and --debug runs"),
         Preset("default", 320, 64, "the quick suite; about a minute on two cores"),
+        Preset("pretrain", 1200, 48, "an unlabelled pretraining pool (with another cohort_seed)"),
         Preset("large", 2000, 96, "GPU benchmarking"),
     )
 }

@@ -56,14 +56,18 @@ def sample_latents(
 ) -> dict[str, float]:
     """Morphometric latents of one subject (the oracle's features); z-scores are individual."""
     scale_z = rng.standard_normal()
-    sex_ratio = anatomy.MALE_VOLUME_RATIO ** (1 / 3) if sex == "M" else 1.0
+    male = sex == "M"
+    sex_ratio = anatomy.male_volume_ratio(age) ** (1 / 3) if male else 1.0
     scale = anatomy.ADULT_FEMALE_SCALE * anatomy.head_growth(age) ** (1 / 3) * sex_ratio
-    scale *= np.exp(0.03 * scale_z)
+    scale *= np.exp(0.025 * scale_z)
     gm_z = rng.standard_normal()
     latents = {
         "brain_scale": scale,
         "brain_scale_z": scale_z,
-        "gm_thickness": anatomy.grey_thickness(age) * np.exp(0.04 * gm_z) - 0.08 * dementia,
+        "gm_thickness": anatomy.grey_thickness(age)
+        * (1.0 if male else anatomy.FEMALE_THICKNESS_RATIO)
+        * np.exp(0.04 * gm_z)
+        - 0.08 * dementia,
         "gm_thickness_z": gm_z,
         "ventricle_mm": anatomy.ventricle_growth(age, np.exp(0.25 * rng.standard_normal()))
         + 0.3 * rng.standard_normal()
@@ -84,7 +88,8 @@ def sample_latents(
         latents[f"shape_{axis}"] = float(np.exp(0.025 * rng.standard_normal()))
     for structure in STRUCTURES:
         loss = structure.ageing_loss * np.clip((age - 40.0) / 50.0, 0.0, 1.0) ** 1.5
-        factor = (1.0 - loss) * np.exp(0.07 * rng.standard_normal())
+        factor = (1.0 - loss) * np.exp(0.04 * rng.standard_normal())
+        factor *= structure.male_ratio if male else 1.0
         if dementia and structure.name in ("hippocampus", "amygdala"):
             factor *= 0.75 if structure.name == "hippocampus" else 0.85
         latents[f"size_{structure.name}"] = float(factor)
