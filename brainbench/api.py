@@ -143,12 +143,13 @@ def suite_plan(
 ) -> list[Experiment]:
     """The experiments of suite `name`, after pretraining (or finding) the models it initialises.
 
-    Pretraining sees the run's data, preprocess, split, output_dir and trainer hardware
-    overrides (and --dataset, --debug); `models` and `label_fractions`, when given, replace the
-    suite's lists.
+    The suite's `settings` come before `overrides`. Pretraining sees their data, preprocess,
+    split, output_dir and trainer hardware keys (and --dataset, --debug); `models` and
+    `label_fractions`, when given, replace the suite's lists.
     """
     suite = load_suite(name)
-    shared = [o for o in overrides if f"{o.split('=')[0]}.".startswith(PRETRAIN_PREFIXES)]
+    everywhere = [*suite.settings, *overrides]
+    shared = [o for o in everywhere if f"{o.split('=')[0]}.".startswith(PRETRAIN_PREFIXES)]
     folders = {
         model: pretrain(
             model,
@@ -169,7 +170,8 @@ def suite_plan(
         fractions = label_fractions or entry.label_fractions
         for model in chosen[task]:
             init = [f"model.init={folders[model.init]}"] if model.init else []
-            own = _own_overrides(overrides, model.model, everyone)
+            layered = [*suite.settings, *entry.overrides, *overrides]
+            own = _own_overrides(layered, model.model, everyone)
             experiments += plan(
                 [task], [model.model], label_fractions=fractions, dataset=dataset,
                 overrides=[*own, *init], debug=debug, config_file=config_file,

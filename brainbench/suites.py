@@ -1,9 +1,11 @@
 """Benchmark suites: which tasks, models and label fractions `brainbench run --suite NAME` runs.
 
-A suite is a YAML file under configs/suites/: an optional `pretrain` mapping (foundation model ->
-its pretraining overrides) and `tasks` (task -> models and label fractions). A model entry is a
-name, or `{model: NAME, init: PRETRAINED}` to initialise it from one of the suite's pretrained
-models (finetune or probe); the suite pretrains those first on the same data.
+A suite is a YAML file under configs/suites/: optional `settings` (overrides every run and
+pretraining of the suite takes, before the command line's), an optional `pretrain` mapping
+(foundation model -> its pretraining overrides) and `tasks` (task -> models, label fractions and
+the task's own overrides). A model entry is a name, or `{model: NAME, init: PRETRAINED}` to
+initialise it from one of the suite's pretrained models (finetune or probe); the suite pretrains
+those first.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ class ModelEntry(StrictModel):
 class SuiteTask(StrictModel):
     models: list[str | ModelEntry] = Field(min_length=1)
     label_fractions: list[float] = Field([], description="none: all the training labels")
+    overrides: list[str] = Field([], description="this task's runs only, e.g. task_options.*")
 
     def entries(self) -> list[ModelEntry]:
         return [ModelEntry(model=m) if isinstance(m, str) else m for m in self.models]
 
 
 class Suite(StrictModel):
+    settings: list[str] = []
     pretrain: dict[str, list[str]] = {}
     tasks: dict[str, SuiteTask] = Field(min_length=1)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from brainbench.api import resolve_config
+from brainbench.api import resolve_config, suite_plan
 from brainbench.cli import main
 from brainbench.registry import MODELS
 from brainbench.suites import load_suite, suite_names
@@ -90,13 +90,29 @@ def test_suite_pretrains_then_runs_pretrained_scratch_and_baselines(tmp_path: Pa
     assert list(out.glob("label_efficiency_mri-age_*.png"))
 
 
+def test_suite_settings_then_task_overrides_then_the_command_line(tmp_path: Path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "settings: [trainer.max_epochs=2, trainer.lr=0.01, preprocess.spacing=8]\n"
+        "tasks:\n  mri/age:\n    models: [sfcn]\n"
+        "    overrides: [trainer.max_epochs=3, trainer.batch_size=2]\n"
+        "  mri/sex:\n    models: [sfcn]\n"
+    )
+    experiments = suite_plan(str(suite), overrides=["trainer.batch_size=5", "seeds=[1]"])
+    trainer = {e.config.task: e.config.trainer for e in experiments}
+    assert (trainer["mri/age"].max_epochs, trainer["mri/age"].batch_size) == (3, 5)
+    assert (trainer["mri/sex"].max_epochs, trainer["mri/sex"].lr) == (2, 0.01)
+    assert {e.config.preprocess.spacing for e in experiments} == {8.0}
+
+
 @pytest.mark.parametrize("name", suite_names())
 def test_builtin_suites_name_real_tasks_and_models_that_support_them(name: str):
     suite = load_suite(name)
     for task, entry in suite.tasks.items():
         for model in entry.entries():
             init = [f"model.init={model.init}"] if model.init else []
-            resolve_config(task, model.model, debug=True, overrides=init)  # or raises
+            overrides = [*suite.settings, *entry.overrides, *init]
+            resolve_config(task, model.model, debug=True, overrides=overrides)  # or raises
     assert set(suite.pretrain) <= set(MODELS)
 
 
