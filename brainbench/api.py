@@ -150,11 +150,17 @@ def suite_plan(
     suite = load_suite(name)
     everywhere = [*suite.settings, *overrides]
     shared = [o for o in everywhere if f"{o.split('=')[0]}.".startswith(PRETRAIN_PREFIXES)]
+    configs = pretrain_configs()
+
+    def applies(model: str, override: str) -> bool:  # brainlm has no preprocess section
+        config = configs.get(model)  # an unknown model: pretrain() names the valid ones
+        return config is None or override.split(".")[0] in config.model_fields
+
     folders = {
         model: pretrain(
             model,
             dataset=dataset,
-            overrides=[*([] if debug else extra), *shared],
+            overrides=[*([] if debug else extra), *(o for o in shared if applies(model, o))],
             debug=debug,
             log=log,
         )

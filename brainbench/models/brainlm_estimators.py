@@ -37,6 +37,7 @@ from brainbench.models.sfcn import logit_loss, logit_probability
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
 from brainbench.training.fit import TorchEstimator, TorchModel
+from brainbench.training.module import FinetuneConfig
 from brainbench.training.pretrain_brainlm import (
     PretrainTrainerConfig,
     brainlm_predictor,
@@ -45,7 +46,7 @@ from brainbench.training.pretrain_brainlm import (
 )
 
 
-class BrainLMTaskConfig(BrainLMConfig):
+class BrainLMTaskConfig(BrainLMConfig, FinetuneConfig):
     init: Path | None = Field(None, description="pretrained folder (finetune); None = scratch")
     pooling: Literal["cls", "mean"] = Field("cls", description="embedding fed to the head")
     hidden: int = Field(64, ge=1, description="hidden units of the MLP head")
@@ -112,14 +113,15 @@ def _build(params: BrainLMTaskConfig, meta: dict[str, Any], *, pretrained: bool)
         cfg = load_pretrained(params.init)[1].model if params.init else _architecture(params)
         net = BrainLM(cfg, coords)
     model = HeadNet(net, params)
+    finetune = params.finetune("net.") if params.init else None
     if meta["kind"] == "classification":
-        return TorchModel(model, logit_loss, logit_probability)
+        return TorchModel(model, logit_loss, logit_probability, finetune=finetune)
     mean, std = meta["mean"], meta["std"]
 
     def loss(out: Tensor, y: Tensor) -> Tensor:
         return ((out[:, 0] - (y.float() - mean) / std) ** 2).mean()
 
-    return TorchModel(model, loss, lambda out: out[:, 0] * std + mean)
+    return TorchModel(model, loss, lambda out: out[:, 0] * std + mean, finetune=finetune)
 
 
 class BrainLMSupervised(TorchEstimator):

@@ -31,9 +31,10 @@ from brainbench.models.unet import PatchConfig, VoxelEstimator, padded, voxel_mo
 from brainbench.registry import register_model
 from brainbench.tasks import TaskSpec
 from brainbench.training.fit import TorchModel
+from brainbench.training.module import FinetuneConfig
 
 
-class MAEUNetConfig(MAE3DConfig, PatchConfig):
+class MAEUNetConfig(MAE3DConfig, PatchConfig, FinetuneConfig):
     init: Path | None = Field(
         None, description="pretrained mae3d_cnn folder or model.safetensors; None = scratch"
     )
@@ -80,7 +81,10 @@ def _build(params: MAEUNetConfig, task: TaskSpec, meta: dict[str, Any]) -> Torch
     if meta["in_channels"] != params.in_channels:
         params = params.model_copy(update={"in_channels": meta["in_channels"]})
     net = MAEUNet(params, meta["out_channels"])
-    return voxel_model(net, task, params, params.synthesis_loss)
+    model = voxel_model(net, task, params, params.synthesis_loss)
+    if params.init is not None:
+        model.finetune = params.finetune("encoder.")
+    return model
 
 
 @register_model(

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from brainbench.config import TrainerConfig
 from brainbench.errors import ConfigError
 from brainbench.models.base import META_KEY, read_meta
-from brainbench.training.module import Augment, Loss, TrainingModule
+from brainbench.training.module import Augment, Finetune, Loss, TrainingModule
 from brainbench.training.randomness import sample_generators
 
 
@@ -51,6 +51,7 @@ class TorchModel:
     predict: Callable[[Tensor], Tensor]
     augment: Augment | None = None  # applied to training batches only
     infer: Callable[[nn.Module, Tensor], Tensor] | None = None
+    finetune: Finetune | None = None  # how pretrained weights train (see TrainingModule)
 
 
 Setup = Callable[[Dataset], dict[str, Any]]
@@ -86,6 +87,7 @@ class TorchEstimator:
             max_epochs=cfg.max_epochs,
             scheduler=cfg.scheduler,
             augment=self.model.augment,
+            finetune=self.model.finetune,
         )
         checkpoint = ModelCheckpoint(
             dirpath=Path(run_dir) / "checkpoints",
