@@ -30,10 +30,10 @@ from torch import Tensor, nn
 from brainbench.config import TrainerConfig, home
 from brainbench.errors import DataError, unknown
 from brainbench.registry import get_model, load_plugins
+from brainbench.spec import MODEL_CONFIG, RECORD_CONFIG, WEIGHTS
 from brainbench.tasks import get_task
 
 EXPORT_VERSION = 1
-WEIGHTS = "model.safetensors"
 # pretrained backbones whose forward(volume) is the reconstruction (others: embedding only)
 RECONSTRUCTS = ("mae3d_cnn",)
 PICKLED = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -81,12 +81,12 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
     """Load an exported folder, a pretrained folder, a run record or an exported model's name."""
     path = _locate(path_or_name)
     _weights_file(path)
-    if (path / "config.json").is_file():
-        config = _read_json(path / "config.json")
+    if (path / MODEL_CONFIG).is_file():
+        config = _read_json(path / MODEL_CONFIG)
         if "brainbench_export" in config:
             return _from_export(path, config)
         return _from_pretrained(path, config)
-    if (path / "config.yaml").is_file() and (path / "metrics.json").is_file():
+    if (path / RECORD_CONFIG).is_file() and (path / "metrics.json").is_file():
         return _from_config(path, run_config(path))
     raise DataError(
         f"{path} holds no brainbench model: expected an exported folder (config.json + "
@@ -149,7 +149,7 @@ def read_state(folder: Path) -> dict[str, Tensor]:
 
 def run_config(run_dir: Path) -> dict[str, Any]:
     """The export-style config of a run record: model, task, parameters, input shape, metrics."""
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved = yaml.safe_load((run_dir / RECORD_CONFIG).read_text())
     metrics = _read_json(run_dir / "metrics.json")
     return {
         "source": "run",

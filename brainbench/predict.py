@@ -30,9 +30,10 @@ from brainbench.data.records import SubjectRecord
 from brainbench.errors import ConfigError, DataError
 from brainbench.metrics import STRUCTURES
 from brainbench.registry import get_model
-from brainbench.tasks import TaskSpec, get_task
+from brainbench.spec import RECORD_CONFIG as CONFIG
+from brainbench.spec import WEIGHTS, TaskSpec
+from brainbench.tasks import get_task
 
-WEIGHTS, CONFIG = "model.safetensors", "config.yaml"
 VOXEL_KINDS = ("segmentation", "synthesis")
 
 

@@ -47,14 +47,17 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """A registered data source: `load(DataConfig)` returns a list of SubjectRecord."""
+    """A registered data source: `load(DataConfig)` returns a list of SubjectRecord.
+
+    `source` is its class (a data/sources/base.py Source), or None for a plain loader function,
+    which gets the protocol's defaults.
+    """
 
     name: str
     load: Callable[..., Any]
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
-    # (DataConfig) -> DataFrame of true generative latents indexed by record key, or None
-    latents: Callable[..., Any] | None = None
+    source: type | None = None
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -85,24 +88,29 @@ def register_model(
 
 
 def register_source(
-    name: str,
-    *,
-    description: str,
-    defaults: dict[str, Any] | None = None,
-    latents: Callable[..., Any] | None = None,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a data-source loader under `name`.
-
-    `latents`, for generated data, returns the generator's true latent variables per record so
-    the task runner can compute an oracle ceiling.
+    name: str, *, description: str, defaults: dict[str, Any] | None = None
+) -> Callable[[Any], Any]:
+    """Decorator registering a data source under `name`: a Source subclass
+    (data/sources/base.py) or a plain loader function `load(DataConfig) -> list[SubjectRecord]`.
     """
 
-    def wrap(load: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(target: Any) -> Any:
         _check_free(name, SOURCES, "data source")
-        SOURCES[name] = SourceEntry(name, load, description, defaults or {}, latents)
-        return load
+        if isinstance(target, type):
+            load = _class_loader(target)
+            SOURCES[name] = SourceEntry(name, load, description, defaults or {}, target)
+        else:
+            SOURCES[name] = SourceEntry(name, target, description, defaults or {})
+        return target
 
     return wrap
+
+
+def _class_loader(source: type) -> Callable[[Any], Any]:
+    def load(config: Any) -> Any:
+        return source(config).records()
+
+    return load
 
 
 def _check_free(name: str, table: dict[str, Any], kind: str) -> None:

@@ -42,11 +42,10 @@ from brainbench.models.sfcn import (
     target_setup,
 )
 from brainbench.registry import load_plugins, register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import MODEL_CONFIG as CONFIG
+from brainbench.spec import WEIGHTS, TaskSpec
 from brainbench.training.fit import TorchEstimator, TorchModel
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 

@@ -29,7 +29,7 @@ from brainbench.models.mae3d_cnn import (
 )
 from brainbench.models.unet import PatchConfig, VoxelEstimator, padded, voxel_model, voxel_setup
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.fit import TorchModel
 
 

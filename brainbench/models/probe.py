@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from brainbench.config import StrictModel
 from brainbench.models.base import META_KEY
 from brainbench.models.classical import binary_targets, cv_folds, fit_linear
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 class ProbeConfig(StrictModel):

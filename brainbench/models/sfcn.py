@@ -26,7 +26,7 @@ from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import ConfigError
 from brainbench.models.classical import binary_targets
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.augment import shift_and_mirror
 from brainbench.training.fit import TorchEstimator, TorchModel
 

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.data.pairs import PatchDataset
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.fit import TorchEstimator, TorchModel
 
 

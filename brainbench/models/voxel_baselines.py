@@ -20,7 +20,7 @@ from pydantic import Field
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.models.base import load_weights, save_weights
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 class AtlasConfig(StrictModel):

@@ -40,13 +40,9 @@ import torch
 from pydantic import Field, model_validator
 
 from brainbench.config import ExperimentConfig, validate_section
+from brainbench.data.sources.base import open_source
 from brainbench.data.synth.functional import private_correlation
-from brainbench.data.timeseries import (
-    SubjectWindows,
-    atlas_networks,
-    fmri_folder,
-    read_atlas_table,
-)
+from brainbench.data.timeseries import SubjectWindows, atlas_networks, read_atlas_table
 from brainbench.errors import DataError
 from brainbench.metrics import regression_metrics
 from brainbench.stages import STAGE_NAMES
@@ -206,7 +202,7 @@ def atlas_members(folder: Path) -> tuple[list[str], np.ndarray]:
 
 def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
     datasets = series_splits(config, options(config), log)
-    folder = fmri_folder(config.data)
+    folder = open_source(config.data).series_folder()
     true_correlations(folder, datasets["test"].keys, atlas_members(folder)[0])  # fail early
     return datasets
 
@@ -257,5 +253,5 @@ def run_experiment(
 ) -> list[Path]:
     """Fit (brainlm: pretrain unless model.init) and perturb once per seed; one record each."""
     config = experiment.config
-    evaluate_fn = partial(evaluate, options(config), fmri_folder(config.data))
+    evaluate_fn = partial(evaluate, options(config), open_source(config.data).series_folder())
     return run_seeds(experiment, datasets, evaluate_fn, force=force, log=log)

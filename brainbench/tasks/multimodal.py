@@ -22,16 +22,15 @@ from brainbench.data.cache import VolumeCache
 from brainbench.data.connectivity import connectivity_vector
 from brainbench.data.dataset import SubjectDataset, VolumeDataset
 from brainbench.data.records import SubjectRecord
+from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_splits
-from brainbench.data.synth.phenotypes import COLUMNS, DOMAINS
+from brainbench.data.synth.phenotypes import DOMAINS
+from brainbench.data.timeseries import read_series
 from brainbench.errors import ConfigError, DataError
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, canonical_inputs, combination_name
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.runs import Experiment, run_seeds, select_subjects, warm
 from brainbench.tasks.supervised import evaluate
-
-# Domains of the embedded cohort's columns; task_options.domains adds or overrides entries.
-DEFAULT_DOMAINS = {name: info["Domain"] for name, info in COLUMNS.items() if "Domain" in info}
 
 
 class MultimodalOptions(StrictModel):
@@ -41,7 +40,7 @@ class MultimodalOptions(StrictModel):
         description="the inputs the grid offers; every subject must have them all",
     )
     domains: dict[str, str] = Field(
-        {}, description="column -> domain, added to the embedded cohort's (participants.json)"
+        {}, description="column -> domain, added to the dataset's own (participants.json)"
     )
     positive: str | None = Field(
         None, description="the positive level of a text-valued binary target (e.g. L)"
@@ -124,10 +123,14 @@ def level(value: object) -> str:
 
 
 def metadata_columns(
-    target: str, options: MultimodalOptions, records: list[SubjectRecord]
+    target: str, options: MultimodalOptions, records: list[SubjectRecord], known: dict[str, dict]
 ) -> list[str]:
-    """Columns with a domain other than the target's (the target's domain is withheld)."""
-    domains = DEFAULT_DOMAINS | options.domains
+    """Columns with a domain other than the target's (the target's domain is withheld).
+
+    `known` is the dataset's Source.column_domains(); task_options.domains adds or overrides.
+    """
+    domains = {c: info["Domain"] for c, info in known.items() if "Domain" in info}
+    domains |= options.domains
     withheld = domains.get(target)
     present = {"age", "sex"} | {k for r in records for k in r.phenotypes}
     return [c for c in domains if c in present and c != target and domains[c] != withheld]
@@ -169,25 +172,16 @@ class MetadataEncoder:
 
 
 def connectivity_vectors(config: ExperimentConfig, records: list[SubjectRecord]) -> dict:
-    """record key -> connectivity vector from the cohort's parcel series (embedded cohort only)."""
-    if config.data.dataset != "synth":
-        raise DataError(
-            f"the connectivity input needs parcel time series; dataset '{config.data.dataset}' "
-            "has none. Remove 'connectivity' from the inputs."
-        )
-    from brainbench.data.sources.synth import cohort_root
-    from brainbench.data.synth.functional import ensure_functional, series_path
-    from brainbench.data.timeseries import read_series
-
-    folder = ensure_functional(cohort_root(config.data))
-    vectors = {}
-    for record in records:
-        path = series_path(folder, record.key)
-        if path.is_file():
-            vectors[record.key] = connectivity_vector(read_series(path))
+    """record key -> connectivity vector from the dataset's parcel series."""
+    source = open_source(config.data)
+    files, _ = source.series(records)
+    vectors = {key: connectivity_vector(read_series(path)) for key, path in files.items()}
     sizes = {v.size for v in vectors.values()}
     if len(sizes) > 1:
-        raise DataError(f"the parcel series under {folder} differ in parcel count; regenerate it.")
+        raise DataError(
+            f"the parcel series under {source.series_folder()} differ in parcel count; "
+            "parcellate (or regenerate) them with one atlas."
+        )
     return vectors
 
 
@@ -250,7 +244,8 @@ def check(config: ExperimentConfig) -> tuple:
     options = options_of(config)
     records, _ = dataset_splits(config.data, config.split, config.output_dir)
     code = target_coder(spec, options, records)
-    meta_cols = metadata_columns(spec.target, options, records)
+    domains = open_source(config.data).column_domains()
+    meta_cols = metadata_columns(spec.target, options, records, domains)
     vectors = {}
     if "connectivity" in options.inputs:
         vectors["connectivity"] = connectivity_vectors(config, records)
