@@ -232,27 +232,27 @@ def pretrain(
         return submit_job(call, slurm, name=f"brainbench-pretrain-{model}", log=log)
     if model not in (configs := pretrain_configs()):
         raise unknown("pretrainable model", model, configs)
-    fmri = model == "brainlm"  # parcel time series: its own config and training loop
+    volumes = get_model(model).needs_volume  # else parcel series: brainlm's config and loop
     layers: list[Layer] = []
     if debug:
         quick = load_yaml(CONFIG_DIR / "debug.yaml")
-        keep = {k: quick[k] for k in ("data", "output_dir", *(() if fmri else ("preprocess",)))}
+        keep = {k: quick[k] for k in ("data", "output_dir", *(("preprocess",) if volumes else ()))}
         layers.append(("--debug", keep | {"max_steps": 30}))
     if config_file is not None:
         layers.append((f"config file {config_file}", load_yaml(config_file)))
     layers.append(("command line", parse_overrides(list(overrides))))
     if dataset is not None:
         layers.append(("--dataset", {"data": {"dataset": dataset}}))
-    if fmri:
-        from brainbench.training.pretrain_brainlm import build_brainlm_pretrain_config
-        from brainbench.training.pretrain_brainlm import pretrain_brainlm as run_pretraining
-
-        config = build_brainlm_pretrain_config(layers)
-    else:
+    if volumes:
         from brainbench.training.pretrain import build_pretrain_config
         from brainbench.training.pretrain import pretrain as run_pretraining
 
         config = build_pretrain_config(model, layers)
+    else:
+        from brainbench.training.pretrain_brainlm import build_brainlm_pretrain_config
+        from brainbench.training.pretrain_brainlm import pretrain_brainlm as run_pretraining
+
+        config = build_brainlm_pretrain_config(layers)
     get_source(config.data.dataset)  # an unknown dataset fails before any work
     check_writable(config.output_dir)
     return run_pretraining(config, log=log)

@@ -37,6 +37,8 @@ class ModelEntry:
     defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
     # (params) -> protocol name, for models whose protocol depends on their parameters
     protocol: Callable[[Any], str] | None = None
+    # capabilities, asked by the callers instead of testing names
+    needs_volume: bool = False  # reads image volumes (a preprocess section), not series/features
 
     def protocol_of(self, params: Any) -> str:
         """'scratch', 'finetune', 'linear_probe', 'baseline'...: a leaderboard column."""
@@ -74,14 +76,16 @@ def register_model(
     task_kinds: tuple[str, ...] = ("regression",),
     defaults: dict[str, Any] | None = None,
     protocol: Callable[[Any], str] | None = None,
+    needs_volume: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a model builder under `name`."""
+    """Decorator registering a model builder under `name` (keywords: ModelEntry's fields)."""
 
     def wrap(build: Callable[..., Any]) -> Callable[..., Any]:
         _check_free(name, MODELS, "model")
         MODELS[name] = ModelEntry(
-            name, kind, config, build, description, task_kinds, defaults or {}, protocol
-        )
+            name, kind, config, build, description, task_kinds, defaults or {}, protocol,
+            needs_volume,
+        )  # fmt: skip
         return build
 
     return wrap

@@ -272,6 +272,7 @@ def register_backbone(
         config=task_config,
         description=f"{description} + head; scratch, or finetune with init=PATH",
         task_kinds=("regression", "classification"),
+        needs_volume=True,
         defaults={"trainer": {"lr": 0.001, "max_epochs": 30, "patience": 8}},
         protocol=lambda params: "finetune" if params.init else "scratch",
     )
@@ -287,6 +288,7 @@ def register_backbone(
     config=ProbeConfig,
     description="Frozen pretrained MAE embeddings (any backbone) -> ridge/logistic or MLP (CV)",
     task_kinds=("regression", "classification"),
+    needs_volume=True,
     protocol=lambda params: f"{params.head}_probe",
 )
 def build_mae3d_probe(

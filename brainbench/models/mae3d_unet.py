@@ -89,6 +89,7 @@ def _build(params: MAEUNetConfig, task: TaskSpec, meta: dict[str, Any]) -> Torch
     config=MAEUNetConfig,
     description="U-Net on the mae3d_cnn encoder: scratch, or finetune with init=PATH",
     task_kinds=("segmentation", "synthesis"),
+    needs_volume=True,
     defaults={"trainer": {"lr": 0.003, "max_epochs": 60, "patience": 10, "batch_size": 4}},
     protocol=lambda params: "finetune" if params.init else "scratch",
 )
