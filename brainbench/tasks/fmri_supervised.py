@@ -17,7 +17,7 @@ from pydantic import Field
 from sklearn.decomposition import PCA
 
 from brainbench.config import ExperimentConfig, StrictModel, validate_section
-from brainbench.data.dataset import target_value
+from brainbench.data.dataset import has_target, target_value
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.data.timeseries import SubjectWindows, split_windows
@@ -60,10 +60,6 @@ def oracle_latents(table: pd.DataFrame, train_keys: list[str]) -> pd.DataFrame:
     return pd.concat([table.drop(columns=fc), components], axis=1)
 
 
-def _has_target(record, target: str) -> bool:
-    return target in ("age", "sex") or record.phenotypes.get(target) is not None
-
-
 def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
     """Series of the dataset's split (subjects with a series and the target), scaler on train."""
     spec, opts = get_task(config.task), options(config)
@@ -74,7 +70,7 @@ def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
     files, coords = source.series(records)
     chosen = select_subjects(
         config,
-        lambda r: r.key in files and _has_target(r, spec.target),
+        lambda r: r.key in files and has_target(r, spec.target),
         f"a parcel series and target '{spec.target}'",
     )
     datasets = split_windows(

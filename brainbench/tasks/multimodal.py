@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from brainbench.config import ExperimentConfig, StrictModel, home, validate_section
 from brainbench.data.cache import VolumeCache
 from brainbench.data.connectivity import connectivity_vector
-from brainbench.data.dataset import SubjectDataset, VolumeDataset
+from brainbench.data.dataset import SubjectDataset, VolumeDataset, column_value
 from brainbench.data.records import SubjectRecord
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_splits
@@ -71,18 +71,9 @@ def options_of(config: ExperimentConfig) -> MultimodalOptions:
 # --- targets and metadata ---------------------------------------------------------------------
 
 
-def raw_value(record: SubjectRecord, column: str) -> float | str | None:
-    """A participants column of a record: 'age', 'sex' or a phenotype (None if missing)."""
-    if column == "age":
-        return record.age
-    if column == "sex":
-        return record.sex if record.sex in ("M", "F") else None
-    return record.phenotypes.get(column)
-
-
 def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[SubjectRecord]):
     """record -> float target (None if missing), after checking coverage and variation."""
-    values = [raw_value(r, spec.target) for r in records]
+    values = [column_value(r, spec.target) for r in records]
     present = [v for v in values if v is not None]
     where = f"target column '{spec.target}' (task {spec.name})"
     if len(present) < options.min_coverage * len(records):
@@ -96,7 +87,7 @@ def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[Subje
     if spec.kind == "regression":
         if any(isinstance(v, str) for v in present):
             raise DataError(f"{where} holds text values {levels[:5]}; a regression needs numbers.")
-        return lambda r: None if (v := raw_value(r, spec.target)) is None else float(v)
+        return lambda r: None if (v := column_value(r, spec.target)) is None else float(v)
     if len(levels) != 2:
         raise DataError(f"{where} has {len(levels)} levels {levels[:5]}; a binary one needs 2.")
     positive = options.positive or {"sex": "M"}.get(spec.target)
@@ -107,7 +98,7 @@ def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[Subje
         )
 
     def code(record: SubjectRecord) -> float | None:
-        value = raw_value(record, spec.target)
+        value = column_value(record, spec.target)
         return None if value is None else float(level(value) == positive)
 
     return code
@@ -142,7 +133,7 @@ class MetadataEncoder:
     def __init__(self, columns: list[str], train: list[SubjectRecord]) -> None:
         self.parts: list[tuple[str, str, object]] = []  # (column, kind, stats or level)
         for column in columns:
-            values = [raw_value(r, column) for r in train]
+            values = [column_value(r, column) for r in train]
             known = [v for v in values if v is not None]
             if any(isinstance(v, str) for v in known):
                 self.parts += [(column, "level", level) for level in sorted(set(map(str, known)))]
@@ -157,7 +148,7 @@ class MetadataEncoder:
     def encode(self, record: SubjectRecord) -> np.ndarray:
         out = np.zeros(len(self.parts), dtype=np.float32)
         for i, (column, kind, extra) in enumerate(self.parts):
-            value = raw_value(record, column)
+            value = column_value(record, column)
             if kind == "level":
                 out[i] = float(value is not None and str(value) == extra)
             elif kind == "missing":
