@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from brainbench.config import TrainerConfig, home
+from brainbench.config import ExperimentConfig, TrainerConfig, home, load_yaml
 from brainbench.errors import DataError, unknown
 from brainbench.registry import get_model, load_plugins
-from brainbench.spec import MODEL_CONFIG, RECORD_CONFIG, WEIGHTS
+from brainbench.spec import MODEL_CONFIG, RECORD_CONFIG, WEIGHTS, TaskSpec
 from brainbench.tasks import get_task
 
 EXPORT_VERSION = 1
@@ -217,15 +218,48 @@ def _from_config(path: Path, config: dict[str, Any]) -> LoadedModel:
             "(export and ONNX cover torch models)."
         )
     params = entry.config_cls.model_validate(config["params"])
-    estimator = entry.build(params, task=get_task(config["task"]), trainer=TrainerConfig())
+    task = get_task(config["task"])
+    estimator = restore(path, config["model"], params, task, TrainerConfig())
+    model = estimator.model
+    config = config | {"input_shape": list(estimator.meta["in_shape"]), "meta": estimator.meta}
+    return LoadedModel(config["model"], model.net.eval(), config, path, model.predict)
+
+
+def restore(path: Path, model: str, params: Any, task: TaskSpec, trainer: TrainerConfig) -> Any:
+    """Registered model `model` rebuilt from its parameters, with `path`/model.safetensors
+    loaded (a DataError when the file is missing, unreadable or does not fit)."""
+    estimator = get_model(model).build(params, task=task, trainer=trainer)
     read_state(path)  # a clear error for a missing or broken file
     try:
         estimator.load(path / WEIGHTS)
     except RuntimeError as exc:  # state dict does not fit the rebuilt network
-        raise DataError(f"{path / WEIGHTS} does not fit '{config['model']}': {exc}") from None
-    model = estimator.model
-    config = config | {"input_shape": list(estimator.meta["in_shape"]), "meta": estimator.meta}
-    return LoadedModel(config["model"], model.net.eval(), config, path, model.predict)
+        raise DataError(f"{path / WEIGHTS} does not fit '{model}': {exc}") from None
+    return estimator
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, TaskSpec, Any]:
+    """(config, task, fitted estimator) of a run record; DataError when it holds no model."""
+    run_dir = Path(run_dir)
+    if not (run_dir / WEIGHTS).is_file() or not (run_dir / RECORD_CONFIG).is_file():
+        raise DataError(
+            f"{run_dir} holds no trained model ({WEIGHTS} and {RECORD_CONFIG}); pass a run folder "
+            "such as results/runs/mri-age/sfcn/scratch_synth-default-seed0/seed33."
+        )
+    raw = load_yaml(run_dir / RECORD_CONFIG)
+    params = raw.pop("model_params", None)
+    try:
+        config = ExperimentConfig.model_validate(raw)
+        entry = get_model(config.model_name)
+        validated = entry.config_cls.model_validate(
+            config.model_params if params is None else params
+        )
+    except ValidationError as exc:
+        raise DataError(
+            f"{run_dir / RECORD_CONFIG} is not a config this brainbench can read "
+            f"({exc.error_count()} problems); rerun the experiment with this version."
+        ) from None
+    spec = get_task(config.task)
+    return config, spec, restore(run_dir, config.model_name, validated, spec, config.trainer)
 
 
 def _load_strict(net: nn.Module, state: dict[str, Tensor], path: Path) -> None:
