@@ -209,7 +209,7 @@ def _add_task_parsers(sub, epilog: str) -> None:
         for spec in specs:
             t = tasks.add_parser(
                 spec.name.partition("/")[2],
-                help=spec.description,
+                help=spec.description.replace("%", "%%"),  # argparse %-formats help
                 description=_task_help(spec),
                 epilog=epilog,
                 formatter_class=RAW,
