@@ -35,7 +35,6 @@ from brainbench.tasks import all_tasks, get_task
 from brainbench.tasks.runs import Experiment
 
 PREFIX = "multimodal/"
-MODEL = "fusion"
 GRID_DIR = "grid"
 CSV_NAME, GRAPH_NAME, LEGIBILITY_NAME = "multimodal.csv", "targets.json", "legibility.csv"
 ALPHA = 0.05  # family-wise error rate of the legibility verdicts (Holm over the grid's cells)
@@ -53,6 +52,12 @@ def grid_targets(targets: Sequence[str] | None) -> list[str]:
         valid = ", ".join(k.removeprefix(PREFIX) for k in known)
         raise ConfigError(f"unknown grid targets {bad}; valid targets: {valid}.")
     return list(dict.fromkeys(names))
+
+
+def grid_model(task: str) -> str:
+    """The model a grid runs on a target: the one its multimodal task names (it takes any
+    combination of inputs as `model.inputs`)."""
+    return get_task(task).models[0]
 
 
 def combinations(inputs: Sequence[str]) -> list[tuple[str, ...]]:
@@ -86,7 +91,8 @@ class GridJob:
         ]
         if self.seed is not None:
             overrides.append(f"seeds=[{self.seed}]")
-        return resolve_config(self.task, MODEL, **(self.options | {"overrides": overrides}))
+        model = grid_model(self.task)
+        return resolve_config(self.task, model, **(self.options | {"overrides": overrides}))
 
     def run_dir(self) -> Path:
         return self.experiment().run_dirs()[0]
@@ -288,7 +294,9 @@ def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     rows, predictions, known = [], {}, {}
     for record in read_records(results_dir):
-        if not (record["task"].startswith(PREFIX) and record["model"] == MODEL):
+        if not (
+            record["task"].startswith(PREFIX) and record["model"] == grid_model(record["task"])
+        ):
             continue
         path = Path(record["path"])
         config = load_yaml(path / RECORD_CONFIG)
