@@ -22,9 +22,8 @@ from brainbench.data.cache import VolumeCache
 from brainbench.data.connectivity import connectivity_vector
 from brainbench.data.dataset import SubjectDataset, VolumeDataset, column_value
 from brainbench.data.records import SubjectRecord
-from brainbench.data.sources.base import open_source
+from brainbench.data.sources.base import DOMAINS, open_source
 from brainbench.data.splits import dataset_splits
-from brainbench.data.synth.phenotypes import DOMAINS
 from brainbench.data.timeseries import read_series
 from brainbench.errors import ConfigError, DataError
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, canonical_inputs, combination_name

@@ -30,6 +30,8 @@ from brainbench.errors import ConfigError, DataError
 from brainbench.registry import SOURCES, get_source, load_plugins
 
 Latents = Literal["mri", "fmri"]  # the generator's latents of the images / of the parcel series
+# the groups of phenotype columns (a column's Domain); the grid withholds a target's own
+DOMAINS = ("constitutional", "serology", "psychology", "disease")
 
 
 class Source:
@@ -85,8 +87,8 @@ class Source:
         return None
 
     def column_domains(self) -> dict[str, dict[str, Any]]:
-        """Phenotype column -> what is known of it: its 'Domain' (constitutional, serology,
-        psychology, disease) and, for generated data, 'ImagingSignal' / 'FmriSignal' (whether
+        """Phenotype column -> what is known of it: its 'Domain' (one of DOMAINS) and, for
+        generated data, 'ImagingSignal' / 'FmriSignal' (whether
         the images / the parcel series carry it)."""
         path = Path(self.config.path or "") / "participants.json"
         if self.config.path is None or not path.is_file():
