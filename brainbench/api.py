@@ -23,6 +23,7 @@ from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plu
 from brainbench.resolve import CONFIG_DIR, resolve_config
 from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
+from brainbench.spec import METRICS
 from brainbench.suites import ModelEntry, load_suite
 from brainbench.tasks import TaskSpec, all_tasks, get_task
 from brainbench.tasks.runs import SUBSET_KEYS, Experiment, config_digest, is_global_zero
@@ -137,7 +138,7 @@ def _check_conflicts(experiments: list[Experiment]) -> None:
         digest = config_digest(exp.config)
         for rdir in exp.run_dirs():
             if is_complete(rdir):
-                saved = json.loads((rdir / "metrics.json").read_text()).get("config_digest")
+                saved = json.loads((rdir / METRICS).read_text()).get("config_digest")
                 if saved != digest:
                     stale.append(str(rdir))
     if stale:

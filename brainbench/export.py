@@ -30,7 +30,7 @@ from brainbench.errors import BrainbenchError, DataError
 from brainbench.loading import EXPORT_VERSION, LoadedModel, load_model
 from brainbench.models.base import META_KEY
 from brainbench.results.record import environment_info, slug, to_json
-from brainbench.spec import MODEL_CONFIG, WEIGHTS
+from brainbench.spec import METRICS, MODEL_CONFIG, WEIGHTS
 from brainbench.stages import STAGE_NAMES
 
 Format = Literal["safetensors", "onnx", "hub"]
@@ -116,7 +116,7 @@ def export_config(model: LoadedModel) -> dict[str, Any]:
 
 def _source_metrics(model: LoadedModel) -> dict[str, Any]:
     """metrics.json of the source (pretraining metrics or the run record), if it is there."""
-    file = model.path / "metrics.json"
+    file = model.path / METRICS
     if file.is_file():
         return json.loads(file.read_text())
     return model.config.get("metrics") or {}

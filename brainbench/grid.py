@@ -30,7 +30,7 @@ from brainbench.errors import ConfigError, ResultsError
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
 from brainbench.resolve import resolve_config
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
-from brainbench.spec import RECORD_CONFIG
+from brainbench.spec import PREDICTIONS, RECORD_CONFIG
 from brainbench.tasks import all_tasks, get_task
 from brainbench.tasks.runs import Experiment
 
@@ -305,7 +305,7 @@ def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
         target, metrics = spec.target, record["metrics"]
         info = _column_domains(config["data"]).get(target, {})
         try:
-            predictions[str(path)] = pd.read_csv(path / "predictions.csv")
+            predictions[str(path)] = pd.read_csv(path / PREDICTIONS)
         except (OSError, ValueError) as exc:
             raise ResultsError(f"{path}/predictions.csv is unreadable ({exc}).") from exc
         row = {

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from brainbench.config import ExperimentConfig, TrainerConfig, home, load_yaml
 from brainbench.errors import DataError, unknown
 from brainbench.registry import get_model, load_plugins
-from brainbench.spec import MODEL_CONFIG, RECORD_CONFIG, WEIGHTS, TaskSpec
+from brainbench.spec import METRICS, MODEL_CONFIG, RECORD_CONFIG, WEIGHTS, TaskSpec
 from brainbench.tasks import get_task
 
 EXPORT_VERSION = 1
@@ -87,7 +87,7 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
         if "brainbench_export" in config:
             return _from_export(path, config)
         return _from_pretrained(path, config)
-    if (path / RECORD_CONFIG).is_file() and (path / "metrics.json").is_file():
+    if (path / RECORD_CONFIG).is_file() and (path / METRICS).is_file():
         return _from_config(path, run_config(path))
     raise DataError(
         f"{path} holds no brainbench model: expected an exported folder (config.json + "
@@ -151,7 +151,7 @@ def read_state(folder: Path) -> dict[str, Tensor]:
 def run_config(run_dir: Path) -> dict[str, Any]:
     """The export-style config of a run record: model, task, parameters, input shape, metrics."""
     saved = yaml.safe_load((run_dir / RECORD_CONFIG).read_text())
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = _read_json(run_dir / METRICS)
     return {
         "source": "run",
         "model": saved["model"]["name"],

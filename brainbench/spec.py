@@ -23,6 +23,8 @@ DEFAULT_RUNNER = "supervised"  # the runner module (under brainbench.tasks) of m
 WEIGHTS = "model.safetensors"  # a model's weights: run records, pretrained and exported folders
 MODEL_CONFIG = "config.json"  # the config beside the weights of a pretrained or exported model
 RECORD_CONFIG = "config.yaml"  # a run record's resolved experiment config
+METRICS = "metrics.json"  # a run record's (or pretrained folder's) metrics; written last
+PREDICTIONS = "predictions.csv"  # a run record's test-set predictions
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ import yaml
 
 import brainbench
 from brainbench.errors import ResultsError
-from brainbench.spec import RECORD_CONFIG
+from brainbench.spec import METRICS, PREDICTIONS, RECORD_CONFIG
 
 ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
 REQUIRED_KEYS = (
@@ -235,10 +235,10 @@ def write_record(
     tmp.mkdir()
     try:
         (tmp / RECORD_CONFIG).write_text(yaml.safe_dump(_clean(config), sort_keys=False), "utf-8")
-        predictions.to_csv(tmp / "predictions.csv", index=False)
+        predictions.to_csv(tmp / PREDICTIONS, index=False)
         for name, write in (files or {}).items():
             write(tmp / name)
-        (tmp / "metrics.json").write_text(to_json(payload), "utf-8")  # last: marks completeness
+        (tmp / METRICS).write_text(to_json(payload), "utf-8")  # last: marks completeness
         if run_dir.exists():
             old = run_dir.with_name(f".{run_dir.name}{_OLD}{uuid.uuid4().hex[:8]}")
             os.replace(run_dir, old)
@@ -271,7 +271,7 @@ def _load(path: Path) -> dict[str, Any]:
 def is_complete(run_dir: Path | str) -> bool:
     """Whether run_dir holds a metrics.json that fits the schema."""
     try:
-        _load(Path(run_dir) / "metrics.json")
+        _load(Path(run_dir) / METRICS)
     except (OSError, ValueError):
         return False
     return True
@@ -287,7 +287,7 @@ def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
     """
     root = Path(results_dir) / "runs"
     records = []
-    for path in sorted(root.rglob("metrics.json")):
+    for path in sorted(root.rglob(METRICS)):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         try:

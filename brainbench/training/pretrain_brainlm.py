@@ -31,6 +31,7 @@ from brainbench.models.brainlm_mae import (
     write_pretrained,
 )
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
+from brainbench.spec import METRICS
 
 
 def build_brainlm_pretrain_config(layers: list[Layer]) -> BrainLMPretrainConfig:
@@ -106,7 +107,7 @@ def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any]
         **environment_info(),
     }
     write_pretrained(out, net, config)
-    atomic_write(out / "metrics.json", to_json(metrics).encode())
+    atomic_write(out / METRICS, to_json(metrics).encode())
     main = scores[f"mask{config.mask_ratio:g}"] if config.mask_ratio in config.eval_ratios else {}
     log(f"pretrain brainlm: {info['steps']} steps, val masked {main or scores}")
     return out
