@@ -30,7 +30,7 @@ from brainbench.errors import ConfigError, DataError
 from brainbench.registry import SOURCES, get_source, load_plugins
 
 Latents = Literal["mri", "fmri"]  # the generator's latents of the images / of the parcel series
-# the groups of phenotype columns (a column's Domain); the grid withholds a target's own
+# the groups of phenotype columns (their 'Domain'): multimodal metadata omits the target's group
 DOMAINS = ("constitutional", "serology", "psychology", "disease")
 
 
