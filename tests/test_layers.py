@@ -97,3 +97,16 @@ def test_no_import_cycles():
 
     for module in sorted(MODULES):
         visit(module, [])
+
+
+def test_only_the_data_layer_knows_the_generator():
+    """Outside data/, only the `brainbench synth` command imports the synthetic cohort's code:
+    everything else asks the dataset's Source (data/sources/base.py) what it offers."""
+    generator = ("brainbench.data.synth", "brainbench.data.sources.synth")
+    users = sorted(
+        module
+        for module, targets in GRAPH.items()
+        if not module.startswith(("brainbench.data.", "brainbench.commands.synth"))
+        and any(t == g or t.startswith(g + ".") for t in targets for g in generator)
+    )
+    assert not users, f"{users} import the synthetic cohort; ask open_source(config) instead"

@@ -25,6 +25,7 @@ def test_only_generated_data_has_latents(name):
     source = open_source(DataConfig(dataset=name))
     if name != "synth":
         assert source.latents("mri") is None and source.latents("fmri") is None
+        assert source.series_truth() is None
 
 
 def test_a_source_without_evoked_runs_says_which_have_them():

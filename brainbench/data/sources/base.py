@@ -107,6 +107,11 @@ class Source:
         """The generator's true latent variables per record key (None: real data has none)."""
         return None
 
+    def series_truth(self) -> dict[str, np.ndarray] | None:
+        """The fMRI generator's truth per parcel: `parcel_weight` (its network loading factor)
+        and `private` (the correlation of the parcels' non-network parts); None for real data."""
+        return None
+
 
 class LoaderSource(Source):
     """A source registered as a loader function: the defaults around `load(config)`."""

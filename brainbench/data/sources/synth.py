@@ -8,6 +8,7 @@ observer of the evoked responses) for the oracle ceilings and the grid's expecte
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from brainbench.data.sources.base import Latents, Source
 from brainbench.data.sources.bids import read_bids
 from brainbench.data.synth import ensure_cohort
 from brainbench.data.synth.phenotypes import COLUMNS
+from brainbench.data.timeseries import read_atlas_table
 from brainbench.errors import ConfigError
 from brainbench.registry import register_source
 
@@ -91,3 +93,15 @@ class SynthSource(Source):
         table = pd.read_csv(self.series_folder() / "latents.tsv", sep="\t")
         table = table.set_index("participant_id")
         return table.drop(columns=[c for c in NOT_ORACLE if c in table.columns])
+
+    def series_truth(self) -> dict[str, np.ndarray]:
+        from brainbench.data.synth.functional import TRUTH, private_correlation
+
+        folder = self.series_folder()
+        truth = json.loads((folder / TRUTH).read_text())
+        coords = read_atlas_table(folder)[["x", "y", "z"]].to_numpy(float)
+        share, length = truth.get("spatial_share", 0.0), truth.get("spatial_length_mm", 1.0)
+        return {
+            "parcel_weight": np.asarray(truth["parcel_weight"]),
+            "private": private_correlation(coords, share, length),
+        }

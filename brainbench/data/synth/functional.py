@@ -64,6 +64,7 @@ from brainbench.progress import track
 VERSION = "2"  # 2: spatial smoothness, 1/f spectrum, calibrated motion, physiology
 FOLDER = Path("derivatives") / "fmri"
 MARKER = "brainbench_fmri.json"
+TRUTH = "ground_truth.json"  # per-parcel truth: network weights, spatial correlation
 ATLAS = "Seitzman300"
 HEAD_RADIUS_MM = 50.0  # the sphere converting rotations to mm of framewise displacement
 NIFTI_SUBJECTS = 4  # the first subjects also get a 4D NIfTI + atlas image
@@ -433,7 +434,7 @@ def generate_functional(cohort_root: Path, out: Path, seed: int) -> Path:
         "spatial_share": SPATIAL_SHARE,
         "spatial_length_mm": SPATIAL_LENGTH_MM,
     }
-    (out / "ground_truth.json").write_text(json.dumps(truth) + "\n")
+    (out / TRUTH).write_text(json.dumps(truth) + "\n")
     marker = {"generator": "brainbench.data.synth.functional", "version": VERSION, "seed": seed}
     (out / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return out
