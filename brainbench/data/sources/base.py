@@ -3,7 +3,8 @@
 Every source implements it, one file each under data/sources/: `records()` (subject records),
 `series(records)` (parcel time series), `evoked(column)` (stimulus-evoked runs),
 `column_domains()` (what is known of the phenotype columns) and, for generated data only,
-`latents(kind)` and `evoked_oracle(...)` (the generator's truth, for the oracle ceilings).
+`latents(kind)`, `series_truth()` and `evoked_oracle(...)` (the generator's truth, for the
+oracle ceilings and fmri/perturb).
 Modules outside data/ ask the source (`open_source(config)`), never which source it is.
 
 The defaults below suit a dataset on disk at `data.path`: parcel series under
