@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 from data_pipeline import peak_mib
 
-MASK_RATIO = 0.75  # the pretraining default (training/pretrain_brainlm.py)
+MASK_RATIO = 0.75  # the pretraining default (models/brainlm_mae.py)
 MODELS = ("brainlm", "vitmae")
 
 

@@ -15,21 +15,19 @@ from brainbench.cluster import SlurmOptions, cluster_overrides, submit_job
 from brainbench.config import (
     Layer,
     StrictModel,
-    build_config,
-    deep_merge,
     load_yaml,
     parse_overrides,
-    validate_section,
 )
 from brainbench.errors import ConfigError, unknown
 from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plugins
+from brainbench.resolve import CONFIG_DIR, resolve_config
 from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
+from brainbench.spec import METRICS
 from brainbench.suites import ModelEntry, load_suite
 from brainbench.tasks import TaskSpec, all_tasks, get_task
 from brainbench.tasks.runs import SUBSET_KEYS, Experiment, config_digest, is_global_zero
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 # the overrides of a run that its suite's pretraining also takes: the data and the hardware
 PRETRAIN_PREFIXES = tuple(
     f"{key}."
@@ -39,50 +37,6 @@ PRETRAIN_PREFIXES = tuple(
 )  # fmt: skip
 
 Log = Callable[[str], None]
-
-
-def resolve_config(
-    task: str,
-    model: str,
-    *,
-    dataset: str | None = None,
-    overrides: Sequence[str] = (),
-    debug: bool = False,
-    config_file: Path | None = None,
-) -> Experiment:
-    """Layer defaults -> task -> model -> dataset -> debug -> config file -> overrides; validate."""
-    spec = get_task(task)
-    entry = get_model(model)
-    if spec.kind not in entry.task_kinds:
-        raise ConfigError(
-            f"model '{model}' does not support {spec.kind} task '{task}'; "
-            f"it supports {', '.join(entry.task_kinds)}."
-        )
-    head: list[Layer] = [
-        ("defaults", load_yaml(CONFIG_DIR / "defaults.yaml")),
-        (f"task file {spec.source}", deep_merge(spec.config, {"task": spec.name})),
-        (f"model '{model}' defaults", deep_merge(entry.defaults, {"model": {"name": model}})),
-    ]
-    tail: list[Layer] = []
-    if debug:
-        tail.append(("--debug", load_yaml(CONFIG_DIR / "debug.yaml")))
-    if config_file is not None:
-        tail.append((f"config file {config_file}", load_yaml(config_file)))
-    tail.append(("command line", parse_overrides(list(overrides))))
-    if dataset is not None:
-        tail.append(("--dataset", {"data": {"dataset": dataset}}))
-    name = build_config(head + tail).data.dataset
-    source = get_source(name)
-    layers = head + [(f"dataset '{name}' defaults", source.defaults)] + tail
-    config = build_config(layers)
-    params = validate_section(
-        get_model(config.model_name).config_cls,
-        config.model_params,
-        layers,
-        prefix="model.",
-        owner=f"model '{config.model_name}'",
-    )
-    return Experiment(config, params)
 
 
 def _own_overrides(overrides: Sequence[str], model: str, models: Sequence[str]) -> list[str]:
@@ -192,7 +146,7 @@ def _check_conflicts(experiments: list[Experiment]) -> None:
         digest = config_digest(exp.config)
         for rdir in exp.run_dirs():
             if is_complete(rdir):
-                saved = json.loads((rdir / "metrics.json").read_text()).get("config_digest")
+                saved = json.loads((rdir / METRICS).read_text()).get("config_digest")
                 if saved != digest:
                     stale.append(str(rdir))
     if stale:
@@ -287,27 +241,27 @@ def pretrain(
         return submit_job(call, slurm, name=f"brainbench-pretrain-{model}", log=log)
     if model not in (configs := pretrain_configs()):
         raise unknown("pretrainable model", model, configs)
-    fmri = model == "brainlm"  # parcel time series: its own config and training loop
+    volumes = get_model(model).needs_volume  # else parcel series: brainlm's config and loop
     layers: list[Layer] = []
     if debug:
         quick = load_yaml(CONFIG_DIR / "debug.yaml")
-        keep = {k: quick[k] for k in ("data", "output_dir", *(() if fmri else ("preprocess",)))}
+        keep = {k: quick[k] for k in ("data", "output_dir", *(("preprocess",) if volumes else ()))}
         layers.append(("--debug", keep | {"max_steps": 30}))
     if config_file is not None:
         layers.append((f"config file {config_file}", load_yaml(config_file)))
     layers.append(("command line", parse_overrides(list(overrides))))
     if dataset is not None:
         layers.append(("--dataset", {"data": {"dataset": dataset}}))
-    if fmri:
-        from brainbench.training.pretrain_brainlm import build_brainlm_pretrain_config
-        from brainbench.training.pretrain_brainlm import pretrain_brainlm as run_pretraining
-
-        config = build_brainlm_pretrain_config(layers)
-    else:
+    if volumes:
         from brainbench.training.pretrain import build_pretrain_config
         from brainbench.training.pretrain import pretrain as run_pretraining
 
         config = build_pretrain_config(model, layers)
+    else:
+        from brainbench.training.pretrain_brainlm import build_brainlm_pretrain_config
+        from brainbench.training.pretrain_brainlm import pretrain_brainlm as run_pretraining
+
+        config = build_brainlm_pretrain_config(layers)
     get_source(config.data.dataset)  # an unknown dataset fails before any work
     check_writable(config.output_dir)
     return run_pretraining(config, log=log)
@@ -316,9 +270,9 @@ def pretrain(
 def pretrain_configs() -> dict[str, type[StrictModel]]:
     """The config of each model `pretrain` trains: every registered masked-autoencoder
     backbone (training/pretrain.py) and brainlm (training/pretrain_brainlm.py)."""
+    from brainbench.models.brainlm_mae import BrainLMPretrainConfig
     from brainbench.models.mae import BACKBONES
     from brainbench.training.pretrain import pretrain_config_class
-    from brainbench.training.pretrain_brainlm import BrainLMPretrainConfig
 
     load_plugins()
     backbones = {name: pretrain_config_class(name) for name in sorted(BACKBONES)}

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from brainbench.config import TrainerConfig, validate_section
 from brainbench.errors import BrainbenchError, ConfigError
 from brainbench.registry import get_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import WEIGHTS, TaskSpec
 
 KIND_TASKS = {"regression": "mri/age", "classification": "mri/sex"}
 
@@ -121,7 +121,7 @@ def check_model(
 
 
 def _save_load(first, entry, params, task, trainer, test, pred, work: Path) -> Check:
-    path = work / "model.safetensors"
+    path = work / WEIGHTS
     first.save(path)
     try:
         with safe_open(str(path), framework="np"):

@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   brainbench mri age --dataset bids data.path=/data/my_bids
   brainbench report results
 """
+RAW = argparse.RawDescriptionHelpFormatter
 LISTINGS = "models: `brainbench models`; tasks: `brainbench tasks`; datasets: `brainbench datasets`"
 
 
@@ -149,19 +150,27 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from brainbench.suites import suite_names
-    from brainbench.tasks import all_tasks
-
     epilog = _epilog()
-    raw = argparse.RawDescriptionHelpFormatter
     parser = Parser(
         prog="brainbench",
         description="Pretrain, fine-tune and benchmark brain foundation models across the lifespan",
         epilog=epilog,
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     parser.add_argument("--version", action="version", version=f"brainbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run_parser(sub, epilog)
+    _add_task_parsers(sub, epilog)
+    _add_pretrain_parser(sub)
+    _add_report_parser(sub)
+    _add_listing_parsers(sub)
+    for module in _command_modules():
+        module.add_parser(sub).set_defaults(handler=module.main)
+    return parser
+
+
+def _add_run_parser(sub, epilog: str) -> None:
+    from brainbench.suites import suite_names
 
     run = sub.add_parser(
         "run",
@@ -169,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run tasks x models x seeds on a dataset, then aggregate the leaderboard. "
         "Positional arguments are task names (mri/age) or key=value config overrides.",
         epilog=epilog,
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     _add_run_options(run)
     run.add_argument(
@@ -178,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"run a suite when no task is given: {', '.join(suite_names())} (default: quick), "
         "or a suite YAML file",
     )
+
+
+def _add_task_parsers(sub, epilog: str) -> None:
+    """`brainbench <modality> <task>`: one parser per task, grouped by modality."""
+    from brainbench.tasks import all_tasks
 
     by_modality: dict[str, list[TaskSpec]] = {}
     for name, spec in sorted(all_tasks().items()):
@@ -189,20 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"run one {modality} task ({', '.join(names)})",
             description=f"Run one {modality} task with one or more models over seeds. "
             f"`brainbench {modality} TASK --help` says what the task measures.",
-            formatter_class=raw,
+            formatter_class=RAW,
         )
         tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
         for spec in specs:
             t = tasks.add_parser(
                 spec.name.partition("/")[2],
-                help=spec.description,
+                help=spec.description.replace("%", "%%"),  # argparse %-formats help
                 description=_task_help(spec),
                 epilog=epilog,
-                formatter_class=raw,
+                formatter_class=RAW,
             )
             t.set_defaults(modality=modality)
             _add_run_options(t)
 
+
+def _add_pretrain_parser(sub) -> None:
     pretrainable, pretrain_keys = _pretrain_help()
     pretrain = sub.add_parser(
         "pretrain",
@@ -215,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  brainbench pretrain mae3d_cnn --debug\n"
         "  brainbench pretrain mae3d_cnn max_steps=2000 model.width=64 trainer.batch_size=8\n"
         f"  brainbench pretrain brainlm --debug window=80\n\n{pretrain_keys}",
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     pretrain.add_argument("model", help=f"one of {pretrainable}")
     pretrain.add_argument("--dataset", metavar="NAME", help="data source (default: synth)")
@@ -224,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("overrides", nargs="*", metavar="key.sub=value")
     _add_cluster_options(pretrain)
 
+
+def _add_report_parser(sub) -> None:
     report = sub.add_parser(
         "report",
         help="aggregate run records into leaderboard.md/.csv and dashboard.html",
@@ -246,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the input-utility mixed models on the multimodal grid (table + dashboard plot)",
     )
 
+
+def _add_listing_parsers(sub) -> None:
     sub.add_parser("tasks", help="list tasks", description="List the registered tasks.")
     sub.add_parser("models", help="list models", description="List the registered models.")
     datasets = sub.add_parser(
@@ -257,10 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("action", nargs="?", choices=["check"], help="check a local copy")
     datasets.add_argument("name", nargs="?", help="catalogue name, e.g. ABIDE")
     datasets.add_argument("path", nargs="?", type=Path, help="folder holding your copy")
-
-    for module in _command_modules():
-        module.add_parser(sub).set_defaults(handler=module.main)
-    return parser
 
 
 def _command_modules() -> list[ModuleType]:

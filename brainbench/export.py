@@ -25,10 +25,12 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from brainbench.config import home
+from brainbench.data.sources.base import card_note
 from brainbench.errors import BrainbenchError, DataError
-from brainbench.loading import EXPORT_VERSION, WEIGHTS, LoadedModel, load_model
+from brainbench.loading import EXPORT_VERSION, LoadedModel, load_model
 from brainbench.models.base import META_KEY
 from brainbench.results.record import environment_info, slug, to_json
+from brainbench.spec import METRICS, MODEL_CONFIG, WEIGHTS
 from brainbench.stages import STAGE_NAMES
 
 Format = Literal["safetensors", "onnx", "hub"]
@@ -85,7 +87,7 @@ def export_model(
         state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
         header = config.get("meta") or config["params"]
         save_file(state, str(tmp / WEIGHTS), metadata={META_KEY: json.dumps(header)})
-        (tmp / "config.json").write_text(to_json(config))
+        (tmp / MODEL_CONFIG).write_text(to_json(config))
         (tmp / "README.md").write_text(model_card(model, config))
         if fmt == "onnx":
             report = export_onnx(model, tmp / ONNX_FILE)
@@ -114,7 +116,7 @@ def export_config(model: LoadedModel) -> dict[str, Any]:
 
 def _source_metrics(model: LoadedModel) -> dict[str, Any]:
     """metrics.json of the source (pretraining metrics or the run record), if it is there."""
-    file = model.path / "metrics.json"
+    file = model.path / METRICS
     if file.is_file():
         return json.loads(file.read_text())
     return model.config.get("metrics") or {}
@@ -186,12 +188,7 @@ def model_card(model: LoadedModel, config: dict[str, Any]) -> str:
         "",
         "Research benchmarking of brain models across the lifespan; not for clinical decisions. "
         "Inputs must be preprocessed as above (RAS, resampled, cropped, intensity-normalised). "
-        + (
-            "Models trained on brainbench's synthetic cohort (`synth-*`) learn synthetic "
-            "anatomy: check performance on real data before relying on them."
-            if str(dataset).startswith("synth")
-            else "Performance outside the training data's ages, sites and scanners is unknown."
-        ),
+        + card_note(str(dataset)),
     ]
     return "\n".join(lines) + "\n"
 

@@ -23,21 +23,21 @@ from scipy import stats
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
 from brainbench.cluster import check_options, run_jobs
-from brainbench.config import load_yaml
+from brainbench.config import DataConfig, load_yaml
+from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_splits
-from brainbench.data.synth.phenotypes import COLUMNS
 from brainbench.errors import ConfigError, ResultsError
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
+from brainbench.resolve import resolve_config
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
+from brainbench.spec import PREDICTIONS, RECORD_CONFIG
 from brainbench.tasks import all_tasks, get_task
 from brainbench.tasks.runs import Experiment
 
 PREFIX = "multimodal/"
-MODEL = "fusion"
 GRID_DIR = "grid"
 CSV_NAME, GRAPH_NAME, LEGIBILITY_NAME = "multimodal.csv", "targets.json", "legibility.csv"
 ALPHA = 0.05  # family-wise error rate of the legibility verdicts (Holm over the grid's cells)
-FMRI_SIGNAL = ("age", "sex")  # data/synth/functional.py: coupling follows age, S depends on sex
 Log = Callable[[str], None]
 
 
@@ -52,6 +52,12 @@ def grid_targets(targets: Sequence[str] | None) -> list[str]:
         valid = ", ".join(k.removeprefix(PREFIX) for k in known)
         raise ConfigError(f"unknown grid targets {bad}; valid targets: {valid}.")
     return list(dict.fromkeys(names))
+
+
+def grid_model(task: str) -> str:
+    """The model a grid runs on a target: the one its multimodal task names (it takes any
+    combination of inputs as `model.inputs`)."""
+    return get_task(task).models[0]
 
 
 def combinations(inputs: Sequence[str]) -> list[tuple[str, ...]]:
@@ -78,8 +84,6 @@ class GridJob:
     force: bool = False
 
     def experiment(self) -> Experiment:
-        from brainbench.api import resolve_config
-
         overrides = [
             *self.options.get("overrides", ()),
             f"model.inputs=[{','.join(self.inputs)}]",
@@ -87,7 +91,8 @@ class GridJob:
         ]
         if self.seed is not None:
             overrides.append(f"seeds=[{self.seed}]")
-        return resolve_config(self.task, MODEL, **(self.options | {"overrides": overrides}))
+        model = grid_model(self.task)
+        return resolve_config(self.task, model, **(self.options | {"overrides": overrides}))
 
     def run_dir(self) -> Path:
         return self.experiment().run_dirs()[0]
@@ -216,25 +221,30 @@ def seed_averaged(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table[table["runs"] == len(predictions)]
 
 
-def expected_legibility(target: str, inputs: Sequence[str], dataset: str) -> str:
-    """The embedded cohort's ground truth for a cell: 'legible', 'not legible' or '' (none).
+def expected_legibility(inputs: Sequence[str], info: dict) -> str:
+    """The ground truth for a cell: 'legible', 'not legible' or '' (none known).
 
-    A column drawn independently of everything (ImagingSignal false) is legible from nothing;
-    one with an imaging signal is legible from the structural images, and from connectivity
-    when the fMRI generator uses it. Other cells (e.g. metadata only) have no ground truth.
+    `info` is what the dataset's source knows of the target column (Source.column_domains);
+    only generated data knows whether a column carries an imaging signal. A column drawn
+    independently of everything (ImagingSignal false) is legible from nothing; one with an
+    imaging signal is legible from the structural images, and from connectivity when the
+    parcel series carry it too (FmriSignal). Other cells (e.g. metadata only) have none.
     """
-    signal = COLUMNS.get(target, {}).get("ImagingSignal")
-    if not dataset.startswith("synth") or signal is None:
+    signal = info.get("ImagingSignal")
+    if signal is None:
         return ""
     if not signal:
         return "not legible"
     structural = any(name in IMAGE_INPUTS for name in inputs)
-    functional = "connectivity" in inputs and target in FMRI_SIGNAL
+    functional = "connectivity" in inputs and info.get("FmriSignal", False)
     return "legible" if structural or functional else ""
 
 
-def legibility(runs: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per (target, inputs) cell, its verdict tested over all its seeds.
+def legibility(
+    runs: pd.DataFrame, predictions: dict[str, pd.DataFrame], known: dict[str, dict] | None = None
+) -> pd.DataFrame:
+    """One row per (target, inputs) cell, its verdict tested over all its seeds, and the
+    expected verdict where `known` (target -> Source.column_domains() entry) gives one.
 
     The seeds share one test set, so their p-values are dependent and Fisher's or Stouffer's
     combination would overstate the evidence; the cell's test is instead the chance test of the
@@ -246,7 +256,7 @@ def legibility(runs: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.D
     for (target, inputs), part in runs.groupby(["target", "inputs"], sort=False):
         averaged = seed_averaged([predictions[path] for path in part["path"]])
         skill_avg, p_cell = chance_test(part["kind"].iloc[0], averaged)
-        expected = expected_legibility(target, inputs.split("+"), part["dataset"].iloc[0])
+        expected = expected_legibility(inputs.split("+"), (known or {}).get(target, {}))
         rows.append(
             {
                 "target": target,
@@ -282,17 +292,20 @@ def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     Each run's row also holds its cell's p_cell, p_holm, verdict, expected and agrees.
     """
-    rows, predictions = [], {}
+    rows, predictions, known = [], {}, {}
     for record in read_records(results_dir):
-        if not (record["task"].startswith(PREFIX) and record["model"] == MODEL):
+        if not (
+            record["task"].startswith(PREFIX) and record["model"] == grid_model(record["task"])
+        ):
             continue
         path = Path(record["path"])
-        inputs = _inputs_of(path)
+        config = load_yaml(path / RECORD_CONFIG)
+        inputs = list(config["model_params"]["inputs"])
         spec = get_task(record["task"])
         target, metrics = spec.target, record["metrics"]
-        info = COLUMNS.get(target, {})
+        info = _column_domains(config["data"]).get(target, {})
         try:
-            predictions[str(path)] = pd.read_csv(path / "predictions.csv")
+            predictions[str(path)] = pd.read_csv(path / PREDICTIONS)
         except (OSError, ValueError) as exc:
             raise ResultsError(f"{path}/predictions.csv is unreadable ({exc}).") from exc
         row = {
@@ -320,18 +333,18 @@ def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
             "path": str(path),
         }
         rows.append(row)
+        known[target] = info
     if not rows:
         return pd.DataFrame(), pd.DataFrame()
     runs = pd.DataFrame(rows).sort_values(["target", "n_inputs", "inputs", "seed"])
-    cells = legibility(runs, predictions)
+    cells = legibility(runs, predictions, known)
     verdicts = cells[["target", "inputs", "p_cell", "p_holm", "verdict", "expected", "agrees"]]
     return runs.merge(verdicts, on=["target", "inputs"], how="left"), cells
 
 
-def _inputs_of(path: Path) -> list[str]:
-    """The model's inputs, from the run's resolved config."""
-    config = load_yaml(path / "config.yaml")
-    return list(config["model_params"]["inputs"])
+def _column_domains(data: dict) -> dict:
+    """Source.column_domains() of the dataset a run's resolved config names."""
+    return open_source(DataConfig.model_validate(data)).column_domains()
 
 
 def write_grid_csv(output_dir: Path | str) -> pd.DataFrame:
@@ -390,12 +403,14 @@ def write_target_graph(output_dir: Path | str, tasks: Sequence[str], options: di
     """grid/targets.json: nodes (target, kind, domain, imaging signal) and MI edges."""
     values = target_values(tasks, options)
     kinds = {get_task(t).target: get_task(t).kind for t in tasks}
+    data = GridJob(tasks[0], ("metadata",), ("metadata",), None, options).experiment().config.data
+    known = open_source(data).column_domains()
     nodes = [
         {
             "target": get_task(t).target,
             "kind": get_task(t).kind,
-            "domain": COLUMNS.get(get_task(t).target, {}).get("Domain", ""),
-            "imaging_signal": COLUMNS.get(get_task(t).target, {}).get("ImagingSignal"),
+            "domain": known.get(get_task(t).target, {}).get("Domain", ""),
+            "imaging_signal": known.get(get_task(t).target, {}).get("ImagingSignal"),
         }
         for t in tasks
     ]

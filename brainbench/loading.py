@@ -23,17 +23,18 @@ from typing import Any
 
 import torch
 import yaml
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from brainbench.config import TrainerConfig, home
+from brainbench.config import ExperimentConfig, TrainerConfig, home, load_yaml
 from brainbench.errors import DataError, unknown
 from brainbench.registry import get_model, load_plugins
+from brainbench.spec import METRICS, MODEL_CONFIG, RECORD_CONFIG, WEIGHTS, TaskSpec
 from brainbench.tasks import get_task
 
 EXPORT_VERSION = 1
-WEIGHTS = "model.safetensors"
 # pretrained backbones whose forward(volume) is the reconstruction (others: embedding only)
 RECONSTRUCTS = ("mae3d_cnn",)
 PICKLED = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -81,12 +82,12 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
     """Load an exported folder, a pretrained folder, a run record or an exported model's name."""
     path = _locate(path_or_name)
     _weights_file(path)
-    if (path / "config.json").is_file():
-        config = _read_json(path / "config.json")
+    if (path / MODEL_CONFIG).is_file():
+        config = _read_json(path / MODEL_CONFIG)
         if "brainbench_export" in config:
             return _from_export(path, config)
         return _from_pretrained(path, config)
-    if (path / "config.yaml").is_file() and (path / "metrics.json").is_file():
+    if (path / RECORD_CONFIG).is_file() and (path / METRICS).is_file():
         return _from_config(path, run_config(path))
     raise DataError(
         f"{path} holds no brainbench model: expected an exported folder (config.json + "
@@ -149,8 +150,8 @@ def read_state(folder: Path) -> dict[str, Tensor]:
 
 def run_config(run_dir: Path) -> dict[str, Any]:
     """The export-style config of a run record: model, task, parameters, input shape, metrics."""
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    metrics = _read_json(run_dir / "metrics.json")
+    saved = yaml.safe_load((run_dir / RECORD_CONFIG).read_text())
+    metrics = _read_json(run_dir / METRICS)
     return {
         "source": "run",
         "model": saved["model"]["name"],
@@ -217,15 +218,48 @@ def _from_config(path: Path, config: dict[str, Any]) -> LoadedModel:
             "(export and ONNX cover torch models)."
         )
     params = entry.config_cls.model_validate(config["params"])
-    estimator = entry.build(params, task=get_task(config["task"]), trainer=TrainerConfig())
+    task = get_task(config["task"])
+    estimator = restore(path, config["model"], params, task, TrainerConfig())
+    model = estimator.model
+    config = config | {"input_shape": list(estimator.meta["in_shape"]), "meta": estimator.meta}
+    return LoadedModel(config["model"], model.net.eval(), config, path, model.predict)
+
+
+def restore(path: Path, model: str, params: Any, task: TaskSpec, trainer: TrainerConfig) -> Any:
+    """Registered model `model` rebuilt from its parameters, with `path`/model.safetensors
+    loaded (a DataError when the file is missing, unreadable or does not fit)."""
+    estimator = get_model(model).build(params, task=task, trainer=trainer)
     read_state(path)  # a clear error for a missing or broken file
     try:
         estimator.load(path / WEIGHTS)
     except RuntimeError as exc:  # state dict does not fit the rebuilt network
-        raise DataError(f"{path / WEIGHTS} does not fit '{config['model']}': {exc}") from None
-    model = estimator.model
-    config = config | {"input_shape": list(estimator.meta["in_shape"]), "meta": estimator.meta}
-    return LoadedModel(config["model"], model.net.eval(), config, path, model.predict)
+        raise DataError(f"{path / WEIGHTS} does not fit '{model}': {exc}") from None
+    return estimator
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, TaskSpec, Any]:
+    """(config, task, fitted estimator) of a run record; DataError when it holds no model."""
+    run_dir = Path(run_dir)
+    if not (run_dir / WEIGHTS).is_file() or not (run_dir / RECORD_CONFIG).is_file():
+        raise DataError(
+            f"{run_dir} holds no trained model ({WEIGHTS} and {RECORD_CONFIG}); pass a run folder "
+            "such as results/runs/mri-age/sfcn/scratch_synth-default-seed0/seed33."
+        )
+    raw = load_yaml(run_dir / RECORD_CONFIG)
+    params = raw.pop("model_params", None)
+    try:
+        config = ExperimentConfig.model_validate(raw)
+        entry = get_model(config.model_name)
+        validated = entry.config_cls.model_validate(
+            config.model_params if params is None else params
+        )
+    except ValidationError as exc:
+        raise DataError(
+            f"{run_dir / RECORD_CONFIG} is not a config this brainbench can read "
+            f"({exc.error_count()} problems); rerun the experiment with this version."
+        ) from None
+    spec = get_task(config.task)
+    return config, spec, restore(run_dir, config.model_name, validated, spec, config.trainer)
 
 
 def _load_strict(net: nn.Module, state: dict[str, Tensor], path: Path) -> None:

@@ -18,49 +18,20 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 from scipy import ndimage
 
-from brainbench.config import ExperimentConfig, home, load_yaml
+from brainbench.config import ExperimentConfig, home
 from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import grid_affine
 from brainbench.data.records import SubjectRecord
-from brainbench.errors import ConfigError, DataError
+from brainbench.errors import ConfigError
+from brainbench.loading import load_run
 from brainbench.metrics import STRUCTURES
-from brainbench.registry import get_model
-from brainbench.tasks import TaskSpec, get_task
+from brainbench.spec import TaskSpec
 
-WEIGHTS, CONFIG = "model.safetensors", "config.yaml"
 VOXEL_KINDS = ("segmentation", "synthesis")
-
-
-def load_run(run_dir: Path) -> tuple[ExperimentConfig, TaskSpec, Any]:
-    """(config, task, fitted estimator) of a run record; DataError when it holds no model."""
-    run_dir = Path(run_dir)
-    if not (run_dir / WEIGHTS).is_file() or not (run_dir / CONFIG).is_file():
-        raise DataError(
-            f"{run_dir} holds no trained model ({WEIGHTS} and {CONFIG}); pass a run folder "
-            "such as results/runs/mri-age/sfcn/scratch_synth-default-seed0/seed33."
-        )
-    raw = load_yaml(run_dir / CONFIG)
-    params = raw.pop("model_params", None)
-    try:
-        config = ExperimentConfig.model_validate(raw)
-        entry = get_model(config.model_name)
-        validated = entry.config_cls.model_validate(
-            config.model_params if params is None else params
-        )
-    except ValidationError as exc:
-        raise DataError(
-            f"{run_dir / CONFIG} is not a config this brainbench can read ({exc.error_count()} "
-            "problems); rerun the experiment with this version."
-        ) from None
-    spec = get_task(config.task)
-    estimator = entry.build(validated, task=spec, trainer=config.trainer)
-    estimator.load(run_dir / WEIGHTS)
-    return config, spec, estimator
 
 
 def _stem(path: Path) -> str:

@@ -37,6 +37,8 @@ class ModelEntry:
     defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
     # (params) -> protocol name, for models whose protocol depends on their parameters
     protocol: Callable[[Any], str] | None = None
+    # capabilities, asked by the callers instead of testing names
+    needs_volume: bool = False  # reads image volumes (a preprocess section), not series/features
 
     def protocol_of(self, params: Any) -> str:
         """'scratch', 'finetune', 'linear_probe', 'baseline'...: a leaderboard column."""
@@ -47,14 +49,17 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """A registered data source: `load(DataConfig)` returns a list of SubjectRecord."""
+    """A registered data source: `load(DataConfig)` returns a list of SubjectRecord.
+
+    `source` is its class (a data/sources/base.py Source), or None for a plain loader function,
+    which gets the protocol's defaults.
+    """
 
     name: str
     load: Callable[..., Any]
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)  # experiment-level config layer
-    # (DataConfig) -> DataFrame of true generative latents indexed by record key, or None
-    latents: Callable[..., Any] | None = None
+    source: type | None = None
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -71,38 +76,45 @@ def register_model(
     task_kinds: tuple[str, ...] = ("regression",),
     defaults: dict[str, Any] | None = None,
     protocol: Callable[[Any], str] | None = None,
+    needs_volume: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a model builder under `name`."""
+    """Decorator registering a model builder under `name` (keywords: ModelEntry's fields)."""
 
     def wrap(build: Callable[..., Any]) -> Callable[..., Any]:
         _check_free(name, MODELS, "model")
         MODELS[name] = ModelEntry(
-            name, kind, config, build, description, task_kinds, defaults or {}, protocol
-        )
+            name, kind, config, build, description, task_kinds, defaults or {}, protocol,
+            needs_volume,
+        )  # fmt: skip
         return build
 
     return wrap
 
 
 def register_source(
-    name: str,
-    *,
-    description: str,
-    defaults: dict[str, Any] | None = None,
-    latents: Callable[..., Any] | None = None,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a data-source loader under `name`.
-
-    `latents`, for generated data, returns the generator's true latent variables per record so
-    the task runner can compute an oracle ceiling.
+    name: str, *, description: str, defaults: dict[str, Any] | None = None
+) -> Callable[[Any], Any]:
+    """Decorator registering a data source under `name`: a Source subclass
+    (data/sources/base.py) or a plain loader function `load(DataConfig) -> list[SubjectRecord]`.
     """
 
-    def wrap(load: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(target: Any) -> Any:
         _check_free(name, SOURCES, "data source")
-        SOURCES[name] = SourceEntry(name, load, description, defaults or {}, latents)
-        return load
+        if isinstance(target, type):
+            load = _class_loader(target)
+            SOURCES[name] = SourceEntry(name, load, description, defaults or {}, target)
+        else:
+            SOURCES[name] = SourceEntry(name, target, description, defaults or {})
+        return target
 
     return wrap
+
+
+def _class_loader(source: type) -> Callable[[Any], Any]:
+    def load(config: Any) -> Any:
+        return source(config).records()
+
+    return load
 
 
 def _check_free(name: str, table: dict[str, Any], kind: str) -> None:

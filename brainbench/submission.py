@@ -22,6 +22,7 @@ import yaml
 import brainbench
 from brainbench.errors import ResultsError
 from brainbench.results.record import HEADLINE_KEYS, REQUIRED_KEYS, read_records, to_json
+from brainbench.spec import RECORD_CONFIG
 
 FORMAT = "brainbench-submission"
 VERSION = 1
@@ -62,7 +63,7 @@ def pack(results_dir: Path | str, *, group: str | None = None) -> dict[str, Any]
     runs = []
     for record in records:
         rdir = Path(record.pop("path"))
-        config = yaml.safe_load((rdir / "config.yaml").read_text())
+        config = yaml.safe_load((rdir / RECORD_CONFIG).read_text())
         for key in LOCAL_KEYS:
             if config.get("data", {}).get(key) is not None:
                 config["data"][key] = "<local>"

@@ -44,6 +44,11 @@ def _help(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
+def test_help_of_every_modality(capsys):  # hba1c's "(%)" once broke `multimodal --help`
+    for modality in sorted({spec.name.partition("/")[0] for spec in api.list_tasks()}):
+        assert "usage: brainbench" in _help(capsys, modality)
+
+
 def test_pretrain_help_lists_every_pretrainable_model(capsys):
     out = _help(capsys, "pretrain")
     assert set(api.pretrain_configs()) >= {"mae3d_cnn", "mae3d_vit", "mae2d", "brainlm"}

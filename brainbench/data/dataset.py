@@ -1,4 +1,5 @@
-"""A torch Dataset of preprocessed volumes read lazily through the on-disk cache."""
+"""A torch Dataset of preprocessed volumes read lazily through the on-disk cache, and the one
+reader of a record's target columns (`column_value`, `has_target`, `target_value`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ from brainbench.data.records import SubjectRecord
 from brainbench.errors import DataError
 
 LABEL_MODALITIES = ("seg",)
+
+
+def column_value(record: SubjectRecord, column: str) -> float | str | None:
+    """A participants column of a record: 'age', 'sex' or a phenotype (None if missing)."""
+    if column == "age":
+        return record.age
+    if column == "sex":
+        return record.sex if record.sex in ("M", "F") else None
+    return record.phenotypes.get(column)
+
+
+def has_target(record: SubjectRecord, target: str) -> bool:
+    """Whether a record can be a subject of a `target` task (age and sex: always)."""
+    return target in ("age", "sex") or record.phenotypes.get(target) is not None
 
 
 def target_value(record: SubjectRecord, name: str) -> float:

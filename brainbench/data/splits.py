@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from brainbench.config import DataConfig, SplitConfig
 from brainbench.data.cache import atomic_write
 from brainbench.data.records import SubjectRecord
+from brainbench.data.sources.base import open_source
 from brainbench.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -95,11 +95,7 @@ def load_or_create_splits(
 
 def dataset_id(data: DataConfig) -> str:
     """A name telling datasets apart in paths: 'synth-default-seed0' or 'bids-<name>-<hash>'."""
-    if data.dataset == "synth":
-        return f"synth-{data.preset}-seed{data.cohort_seed}"
-    where = str(data.path.resolve()) if data.path else ""
-    digest = hashlib.sha1(where.encode()).hexdigest()[:8]
-    return f"{data.dataset}-{data.path.name if data.path else 'none'}-{digest}"
+    return open_source(data).dataset_id()
 
 
 def dataset_splits(
@@ -110,9 +106,7 @@ def dataset_splits(
     One split per dataset (not per task) means a subject held out for testing by any task is
     held out by all of them, and never seen by a pretrained model.
     """
-    from brainbench.registry import get_source
-
-    records = get_source(data.dataset).load(data)
+    records = open_source(data).records()
     if len(records) < 10:
         raise DataError(
             f"dataset '{data.dataset}' has {len(records)} subjects; at least 10 are needed "

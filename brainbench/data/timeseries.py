@@ -19,10 +19,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from brainbench.config import DataConfig, SplitConfig
 from brainbench.data.cache import atomic_write
 from brainbench.data.records import SubjectRecord
-from brainbench.data.splits import dataset_splits
 from brainbench.errors import DataError
 
 SUFFIX = "_timeseries.npy"
@@ -168,25 +166,6 @@ class WindowDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(window.T))
 
 
-def fmri_folder(data: DataConfig) -> Path:
-    """The parcel-series folder of a dataset: generated for 'synth', `<path>/derivatives/fmri`
-    (what `brainbench parcellate --out` writes) for a BIDS dataset."""
-    if data.dataset == "synth":
-        from brainbench.data.sources.synth import cohort_root
-        from brainbench.data.synth.functional import ensure_functional
-
-        return ensure_functional(cohort_root(data))
-    if data.path is None:
-        raise DataError(f"dataset '{data.dataset}' needs data.path for fMRI tasks.")
-    folder = Path(data.path) / "derivatives" / "fmri"
-    if not (folder / ATLAS_TABLE).is_file():
-        raise DataError(
-            f"{folder / ATLAS_TABLE} does not exist; parcellate the runs first with "
-            f"`brainbench parcellate FILE... --atlas ATLAS --out {folder}`."
-        )
-    return folder
-
-
 def series_files(folder: Path, records: Iterable[SubjectRecord]) -> dict[str, Path]:
     """Record key -> its first (sorted) run's series under `folder`; records without one skipped.
 
@@ -252,16 +231,6 @@ class SubjectWindows(WindowDataset):
         return read_series(self.paths[i])
 
 
-def locate_series(data: DataConfig, records: Iterable[SubjectRecord]) -> tuple[dict, np.ndarray]:
-    """(record key -> series file, (parcels, 3) atlas coordinates) of a dataset's fMRI folder."""
-    folder = fmri_folder(data)
-    files = series_files(folder, records)
-    if not files:
-        raise DataError(f"no parcel series (*{SUFFIX}) found under {folder} for any subject.")
-    coords = read_atlas_table(folder)[["x", "y", "z"]].to_numpy(dtype=np.float32)
-    return files, coords
-
-
 def split_windows(
     chosen: dict[str, list[SubjectRecord]],
     files: dict[str, Path],
@@ -295,20 +264,3 @@ def split_windows(
         )
         for name, subset in chosen.items()
     }
-
-
-def subject_windows(
-    data: DataConfig, split: SplitConfig, output_dir: Path, window: int, *, demean: bool = True
-) -> dict[str, SubjectWindows]:
-    """split_windows of every subject with a series in the dataset's shared split."""
-    records, splits = dataset_splits(data, split, output_dir)
-    files, coords = locate_series(data, records)
-    by_key = {r.key: r for r in records}
-    chosen = {name: [by_key[k] for k in keys if k in files] for name, keys in splits.items()}
-    short = [name for name, subset in chosen.items() if len(subset) < 2]
-    if short:
-        raise DataError(
-            f"dataset '{data.dataset}' has fewer than 2 subjects with a parcel series in the "
-            f"{', '.join(short)} split."
-        )
-    return split_windows(chosen, files, coords, window, demean=demean)

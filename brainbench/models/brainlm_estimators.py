@@ -31,19 +31,19 @@ from brainbench.data.connectivity import connectivity_profiles
 from brainbench.errors import DataError
 from brainbench.models.base import load_weights, read_meta, save_weights
 from brainbench.models.brainlm import BrainLM, BrainLMConfig, Embedder
-from brainbench.models.classical import binary_targets
-from brainbench.models.probe import ProbeConfig, ProbeEstimator
-from brainbench.models.sfcn import logit_loss, logit_probability
-from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
-from brainbench.training.fit import TorchEstimator, TorchModel
-from brainbench.training.module import FinetuneConfig
-from brainbench.training.pretrain_brainlm import (
+from brainbench.models.brainlm_mae import (
     PretrainTrainerConfig,
     brainlm_predictor,
     load_pretrained,
     train_mae,
 )
+from brainbench.models.classical import binary_targets
+from brainbench.models.probe import ProbeConfig, ProbeEstimator
+from brainbench.models.sfcn import logit_loss, logit_probability
+from brainbench.registry import register_model
+from brainbench.spec import TaskSpec
+from brainbench.training.fit import TorchEstimator, TorchModel
+from brainbench.training.module import FinetuneConfig
 
 
 class BrainLMTaskConfig(BrainLMConfig, FinetuneConfig):

@@ -31,7 +31,7 @@ from brainbench.models.brainlm_reference import MODEL_TYPE, BrainLMReference
 from brainbench.models.hf_checkpoint import LoadReport, load_whole, read_config, read_state_dict
 from brainbench.models.probe import ProbeEstimator
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 PAD_VALUE = -1.0  # the reference pads the image with -1
 # transformers 4.x ViTMAE names (the published checkpoints) -> the installed version's, if newer

@@ -24,7 +24,7 @@ from brainbench.models.base import load_weights, save_weights
 from brainbench.models.fmri_chance import ChanceParcels
 from brainbench.models.retrieval_baselines import ChanceRetrieval, RidgeRetrieval
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 def binary_targets(targets: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from brainbench.data.connectivity import (
 from brainbench.models.base import load_weights, save_weights
 from brainbench.models.classical import RidgeConfig, RidgeEstimator
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 class ConnectomeConfig(RidgeConfig):

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import ConfigError, DataError
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.clip_loss import ClipLoss
 from brainbench.training.fit import TorchEstimator, TorchModel
 

@@ -33,7 +33,7 @@ from brainbench.errors import DataError
 from brainbench.models.classical import binary_targets
 from brainbench.models.sfcn import logit_loss, logit_probability
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.fit import TorchEstimator, TorchModel
 
 IMAGE_INPUTS = ("T1w", "T2w", "FLAIR", "dwi")

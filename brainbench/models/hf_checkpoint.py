@@ -16,14 +16,15 @@ import torch
 from torch import Tensor, nn
 
 from brainbench.errors import DataError
+from brainbench.spec import MODEL_CONFIG, WEIGHTS
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = (WEIGHTS, "pytorch_model.bin")
 SHOWN = 8  # keys listed per kind in an error message
 
 
 def read_config(folder: Path) -> dict[str, Any]:
     """The folder's config.json as a dict."""
-    path = Path(folder) / "config.json"
+    path = Path(folder) / MODEL_CONFIG
     if not path.is_file():
         raise DataError(
             f"{folder} is not a Hugging Face checkpoint folder (no config.json); download the "

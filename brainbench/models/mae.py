@@ -46,12 +46,11 @@ from brainbench.models.sfcn import (
     target_setup,
 )
 from brainbench.registry import load_plugins, register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import MODEL_CONFIG as CONFIG
+from brainbench.spec import WEIGHTS, TaskSpec
 from brainbench.training.fit import TorchEstimator, TorchModel
 from brainbench.training.module import FinetuneConfig
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
@@ -352,6 +351,7 @@ def register_backbone(
         config=task_config,
         description=f"{description} + head; scratch, or finetune with init=PATH",
         task_kinds=("regression", "classification"),
+        needs_volume=True,
         defaults={"trainer": {"lr": 0.001, "max_epochs": 30, "patience": 8}},
         protocol=lambda params: "finetune" if params.init else "scratch",
     )
@@ -367,6 +367,7 @@ def register_backbone(
     config=ProbeConfig,
     description="Frozen pretrained MAE embeddings (any backbone) -> ridge/logistic or MLP (CV)",
     task_kinds=("regression", "classification"),
+    needs_volume=True,
     protocol=lambda params: f"{params.head}_probe",
 )
 def build_mae3d_probe(

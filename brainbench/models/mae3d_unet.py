@@ -29,7 +29,7 @@ from brainbench.models.mae3d_cnn import (
 )
 from brainbench.models.unet import PatchConfig, VoxelEstimator, padded, voxel_model, voxel_setup
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.fit import TorchModel
 from brainbench.training.module import FinetuneConfig
 
@@ -93,6 +93,7 @@ def _build(params: MAEUNetConfig, task: TaskSpec, meta: dict[str, Any]) -> Torch
     config=MAEUNetConfig,
     description="U-Net on the mae3d_cnn encoder: scratch, or finetune with init=PATH",
     task_kinds=("segmentation", "synthesis"),
+    needs_volume=True,
     defaults={"trainer": {"lr": 0.003, "max_epochs": 60, "patience": 10, "batch_size": 4}},
     protocol=lambda params: "finetune" if params.init else "scratch",
 )

@@ -35,7 +35,7 @@ from brainbench.models.classical import (
     penalty_choice,
     penalty_fallback,
 )
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 class ProbeConfig(StrictModel):

@@ -26,7 +26,7 @@ from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import ConfigError
 from brainbench.models.classical import binary_targets
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.augment import shift_and_mirror
 from brainbench.training.fit import TorchEstimator, TorchModel
 
@@ -207,6 +207,7 @@ def _build(params: SFCNConfig, task: TaskSpec, meta: dict[str, Any]) -> TorchMod
     config=SFCNConfig,
     description="Simple fully convolutional network (Peng et al. 2021), soft-label brain age",
     task_kinds=("regression", "classification"),
+    needs_volume=True,
     # ~60-90 s per seed for ~200 training volumes of 40x48x40 on 2 CPU cores
     # Measured on the default cohort (seed 33, test MAE): 25 constant-lr epochs 10.8; 40 cosine
     # epochs 7.7 (8.8 with augmentation); 60 constant-lr epochs 6.7 at 1.3x the time.

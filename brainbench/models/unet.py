@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.data.pairs import PatchDataset
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.fit import TorchEstimator, TorchModel
 
 
@@ -198,6 +198,7 @@ class VoxelEstimator(TorchEstimator):
     config=UNetConfig,
     description="3D U-Net (MONAI), Dice+CE segmentation or L1 image synthesis, from scratch",
     task_kinds=("segmentation", "synthesis"),
+    needs_volume=True,
     defaults={"trainer": {"lr": 0.01, "max_epochs": 60, "patience": 10, "batch_size": 4}},
 )
 def build_unet(params: UNetConfig, *, task: TaskSpec, trainer: TrainerConfig) -> VoxelEstimator:

@@ -20,7 +20,7 @@ from pydantic import Field
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.models.base import load_weights, save_weights
 from brainbench.registry import register_model
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 class AtlasConfig(StrictModel):
@@ -114,6 +114,7 @@ class IntensityMapEstimator:
     config=AtlasConfig,
     description="Per-voxel majority label of the training set (segmentation baseline)",
     task_kinds=("segmentation",),
+    needs_volume=True,
 )
 def build_atlas(params: AtlasConfig, *, task: TaskSpec, trainer: TrainerConfig) -> AtlasEstimator:
     return AtlasEstimator()
@@ -125,6 +126,7 @@ def build_atlas(params: AtlasConfig, *, task: TaskSpec, trainer: TrainerConfig) 
     config=IntensityMapConfig,
     description="Input-intensity -> mean target intensity lookup table (synthesis baseline)",
     task_kinds=("synthesis",),
+    needs_volume=True,
 )
 def build_intensity_map(
     params: IntensityMapConfig, *, task: TaskSpec, trainer: TrainerConfig

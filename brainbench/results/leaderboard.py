@@ -12,7 +12,6 @@ ceiling') to their task.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -28,9 +27,9 @@ from brainbench.results.plots import plot_label_efficiency
 from brainbench.results.record import (
     atomic_write_text,
     check_writable,
+    read_oracles,
     read_records,
     slug,
-    to_json,
 )
 from brainbench.results.tables import (
     ORACLE_MODEL,
@@ -48,7 +47,6 @@ from brainbench.results.tables import (
 )
 from brainbench.stages import STAGE_NAMES
 
-ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
 # label-efficiency and lifespan-generalisation runs: columns only when some run sets them
 SUBSET_DEFAULTS = {"label_fraction": 1.0, "train_stages": "", "test_stages": ""}
 GROUP = ["task", "dataset", "model", "protocol", *SUBSET_DEFAULTS]
@@ -65,39 +63,6 @@ FIXED = [
     "headline_mean",
     "headline_std",
 ]
-
-
-# --- oracle ceilings --------------------------------------------------------------------------
-
-
-def write_oracle(output_dir: Path | str, task: str, payload: dict[str, Any]) -> Path:
-    """Write a task's oracle ceiling to `<output_dir>/oracle/<task-slug>[_<dataset>].json`.
-
-    payload: {task, headline {name, value, higher_is_better}, metrics, per_stage, description}
-    and optionally `dataset` (without it the row joins every dataset of the task).
-    """
-    missing = [k for k in ORACLE_KEYS if k not in payload]
-    if missing or payload["task"] != task:
-        raise ValueError(f"oracle payload for {task} lacks {missing} or names another task")
-    folder = check_writable(Path(output_dir) / "oracle")
-    name = slug(task) + (f"_{slug(payload['dataset'])}" if payload.get("dataset") else "")
-    return atomic_write_text(folder / f"{name}.json", to_json(payload))
-
-
-def read_oracles(results_dir: Path | str) -> list[dict[str, Any]]:
-    """Every oracle payload under `<results_dir>/oracle`; ResultsError for an unreadable one."""
-    oracles = []
-    for path in sorted((Path(results_dir) / "oracle").glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or any(k not in data for k in ORACLE_KEYS):
-                raise ValueError(f"it needs the keys {list(ORACLE_KEYS)}")
-        except (OSError, ValueError) as exc:
-            raise ResultsError(
-                f"oracle file {path} is unreadable ({exc}). Delete it or rerun the task."
-            ) from exc
-        oracles.append(data)
-    return oracles
 
 
 # --- aggregation ------------------------------------------------------------------------------

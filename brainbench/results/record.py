@@ -53,7 +53,9 @@ import yaml
 
 import brainbench
 from brainbench.errors import ResultsError
+from brainbench.spec import METRICS, PREDICTIONS, RECORD_CONFIG
 
+ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
 REQUIRED_KEYS = (
     "task",
     "task_version",
@@ -232,11 +234,11 @@ def write_record(
     tmp = run_dir.with_name(f".{run_dir.name}{_TMP}{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        (tmp / "config.yaml").write_text(yaml.safe_dump(_clean(config), sort_keys=False), "utf-8")
-        predictions.to_csv(tmp / "predictions.csv", index=False)
+        (tmp / RECORD_CONFIG).write_text(yaml.safe_dump(_clean(config), sort_keys=False), "utf-8")
+        predictions.to_csv(tmp / PREDICTIONS, index=False)
         for name, write in (files or {}).items():
             write(tmp / name)
-        (tmp / "metrics.json").write_text(to_json(payload), "utf-8")  # last: marks completeness
+        (tmp / METRICS).write_text(to_json(payload), "utf-8")  # last: marks completeness
         if run_dir.exists():
             old = run_dir.with_name(f".{run_dir.name}{_OLD}{uuid.uuid4().hex[:8]}")
             os.replace(run_dir, old)
@@ -269,7 +271,7 @@ def _load(path: Path) -> dict[str, Any]:
 def is_complete(run_dir: Path | str) -> bool:
     """Whether run_dir holds a metrics.json that fits the schema."""
     try:
-        _load(Path(run_dir) / "metrics.json")
+        _load(Path(run_dir) / METRICS)
     except (OSError, ValueError):
         return False
     return True
@@ -285,7 +287,7 @@ def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
     """
     root = Path(results_dir) / "runs"
     records = []
-    for path in sorted(root.rglob("metrics.json")):
+    for path in sorted(root.rglob(METRICS)):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         try:
@@ -297,3 +299,36 @@ def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
             ) from exc
         records.append(data | {"path": str(path.parent)})
     return records
+
+
+# --- oracle ceilings (written by the task runners, read by the leaderboard) ------------------
+
+
+def write_oracle(output_dir: Path | str, task: str, payload: dict[str, Any]) -> Path:
+    """Write a task's oracle ceiling to `<output_dir>/oracle/<task-slug>[_<dataset>].json`.
+
+    payload: {task, headline {name, value, higher_is_better}, metrics, per_stage, description}
+    and optionally `dataset` (without it the row joins every dataset of the task).
+    """
+    missing = [k for k in ORACLE_KEYS if k not in payload]
+    if missing or payload["task"] != task:
+        raise ValueError(f"oracle payload for {task} lacks {missing} or names another task")
+    folder = check_writable(Path(output_dir) / "oracle")
+    name = slug(task) + (f"_{slug(payload['dataset'])}" if payload.get("dataset") else "")
+    return atomic_write_text(folder / f"{name}.json", to_json(payload))
+
+
+def read_oracles(results_dir: Path | str) -> list[dict[str, Any]]:
+    """Every oracle payload under `<results_dir>/oracle`; ResultsError for an unreadable one."""
+    oracles = []
+    for path in sorted((Path(results_dir) / "oracle").glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or any(k not in data for k in ORACLE_KEYS):
+                raise ValueError(f"it needs the keys {list(ORACLE_KEYS)}")
+        except (OSError, ValueError) as exc:
+            raise ResultsError(
+                f"oracle file {path} is unreadable ({exc}). Delete it or rerun the task."
+            ) from exc
+        oracles.append(data)
+    return oracles

@@ -12,44 +12,14 @@ exposes
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from brainbench.config import load_yaml
 from brainbench.errors import ConfigError, unknown
+from brainbench.spec import DEFAULT_RUNNER, KINDS, TaskSpec
 
-KINDS = (
-    "regression",
-    "classification",
-    "segmentation",
-    "synthesis",
-    "reconstruction",
-    "forecast",
-    "retrieval",
-    "clustering",
-    "perturbation",
-)
 # The default runner module (under brainbench.tasks) of each kind; a task YAML may name another.
 RUNNERS = {"segmentation": "voxelwise", "synthesis": "voxelwise"}
-DEFAULT_RUNNER = "supervised"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    description: str
-    kind: str  # one of KINDS
-    inputs: tuple[str, ...]
-    target: str
-    headline: str
-    higher_is_better: bool
-    metrics: tuple[str, ...]
-    models: tuple[str, ...]
-    config: dict[str, Any] = field(default_factory=dict)
-    version: int = 1
-    runner: str = f"brainbench.tasks.{DEFAULT_RUNNER}"  # module path
-    source: Path | None = None
 
 
 def _parse(path: Path) -> TaskSpec:

@@ -32,18 +32,16 @@ from torch.utils.data import Dataset
 from brainbench.config import ExperimentConfig, StrictModel, home, validate_section
 from brainbench.data.events import Window, check_model_trs, n_trs, window_volumes
 from brainbench.data.image_features import embed_images
+from brainbench.data.sources.base import open_source
 from brainbench.data.sources.image_fmri import (
-    LAYOUTS,
     EvokedData,
     Space,
-    missing_dataset,
-    read_evoked,
     run_features,
 )
 from brainbench.data.splits import dataset_id
 from brainbench.errors import ConfigError, DataError
 from brainbench.metrics import batch_retrieval_metrics, cosine_similarity, retrieval_metrics
-from brainbench.results.leaderboard import write_oracle
+from brainbench.results.record import write_oracle
 from brainbench.stages import STAGE_NAMES, stage_of
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.runs import Evaluation, Experiment, is_global_zero, run_seeds
@@ -107,30 +105,6 @@ def options(config: ExperimentConfig) -> DecodingOptions:
     return validate_section(DecodingOptions, config.task_options, layer, "task_options.")
 
 
-def load_dataset(config: ExperimentConfig, opts: DecodingOptions) -> tuple[EvokedData, bool]:
-    """The evoked dataset of `data.dataset` and whether it is the generated one (has an oracle)."""
-    name = config.data.dataset
-    if name == "synth":
-        from brainbench.data.synth.evoked import EVOKED_PRESETS, ensure_evoked
-
-        if config.data.preset not in EVOKED_PRESETS:
-            raise ConfigError(
-                f"data.preset={config.data.preset} has no evoked-fMRI version; use one of "
-                f"{', '.join(EVOKED_PRESETS)}."
-            )
-        root = ensure_evoked(config.data.preset, config.data.cohort_seed)
-        return read_evoked(root, LAYOUTS["synth"], opts.stimulus_column), True
-    if name not in LAYOUTS:
-        raise ConfigError(
-            f"task {config.task} reads stimulus-evoked fMRI; dataset '{name}' has none. Use "
-            f"--dataset with one of {', '.join(LAYOUTS)}."
-        )
-    layout = LAYOUTS[name]
-    if config.data.path is None or not Path(config.data.path).is_dir():
-        raise missing_dataset(layout, config.data.path)
-    return read_evoked(Path(config.data.path), layout, opts.stimulus_column), False
-
-
 def val_images(train_images: list[str], fraction: float, seed: int) -> set[str]:
     """A fixed `fraction` (at least one) of the training images, chosen by hash of id and seed."""
     ranked = sorted(train_images, key=lambda s: zlib.crc32(f"{seed}:{s}".encode()))
@@ -186,7 +160,8 @@ def prepare(config: ExperimentConfig, log) -> Prepared:
     """Read the dataset, cut windows, embed the images, split by image, write the oracle."""
     spec = get_task(config.task)
     opts = options(config)
-    data, has_oracle = load_dataset(config, opts)
+    source = open_source(config.data)
+    data = source.evoked(opts.stimulus_column)
     cache = config.data.cache_dir or home() / "cache"
     x, meta, n, tr = build_samples(data, opts, cache, log)
     stims = sorted(meta["stim_id"].unique())
@@ -223,9 +198,10 @@ def prepare(config: ExperimentConfig, log) -> Prepared:
     prepared = Prepared(
         datasets, candidates, np.stack([table[c] for c in candidates]), n, tr, opts.window
     )
-    if has_oracle and is_global_zero():
-        scores = _oracle_scores(data, datasets["test"].meta, candidates)
-        metrics, per_stage, _ = score_queries(spec, scores, datasets["test"].meta, candidates)
+    test_meta = datasets["test"].meta
+    scores = source.evoked_oracle(data, test_meta, candidates) if is_global_zero() else None
+    if scores is not None:
+        metrics, per_stage, _ = score_queries(spec, scores, test_meta, candidates)
         payload = {
             "task": spec.name,
             "headline": headline(spec, metrics),
@@ -237,16 +213,6 @@ def prepare(config: ExperimentConfig, log) -> Prepared:
         }
         write_oracle(config.output_dir, spec.name, payload)
     return prepared
-
-
-def _oracle_scores(data: EvokedData, meta: pd.DataFrame, candidates: list[str]) -> np.ndarray:
-    from brainbench.data.synth.evoked import oracle_scores
-
-    scores = np.zeros((len(meta), len(candidates)))
-    for subject, rows in meta.groupby("subject"):
-        runs = [(r.bold[0], r.events) for r in data.runs if r.subject == subject]
-        scores[rows.index] = oracle_scores(data.root, subject, runs, rows, candidates)
-    return scores
 
 
 def _subset(candidates: list[str]) -> list[str]:

@@ -26,7 +26,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
 from brainbench.config import ExperimentConfig, validate_section
-from brainbench.data.timeseries import SubjectWindows, atlas_networks, fmri_folder, read_atlas_table
+from brainbench.data.sources.base import open_source
+from brainbench.data.timeseries import SubjectWindows, atlas_networks, read_atlas_table
 from brainbench.errors import DataError
 from brainbench.stages import STAGE_NAMES
 from brainbench.tasks.fmri_signal import series_splits
@@ -52,7 +53,7 @@ def options(config: ExperimentConfig) -> NetworkOptions:
 
 
 def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
-    atlas_networks(fmri_folder(config.data))  # fail early without network labels
+    atlas_networks(open_source(config.data).series_folder())  # fail early without network labels
     return series_splits(config, options(config), log)
 
 
@@ -124,7 +125,7 @@ def run_experiment(
 ) -> list[Path]:
     """Fit (brainlm: pretrain unless model.init) and cluster once per seed; one record each."""
     config = experiment.config
-    atlas = read_atlas_table(fmri_folder(config.data))
-    atlas["network"] = atlas_networks(fmri_folder(config.data))
+    atlas = read_atlas_table(open_source(config.data).series_folder())
+    atlas["network"] = atlas_networks(open_source(config.data).series_folder())
     evaluate_fn = partial(evaluate, options(config), atlas)
     return run_seeds(experiment, datasets, evaluate_fn, force=force, log=log)

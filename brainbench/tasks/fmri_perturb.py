@@ -29,7 +29,6 @@ synthetic cohort has a known truth.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -40,21 +39,14 @@ import torch
 from pydantic import Field, model_validator
 
 from brainbench.config import ExperimentConfig, validate_section
-from brainbench.data.synth.functional import private_correlation
-from brainbench.data.timeseries import (
-    SubjectWindows,
-    atlas_networks,
-    fmri_folder,
-    read_atlas_table,
-)
+from brainbench.data.sources.base import Source, open_source
+from brainbench.data.timeseries import SubjectWindows, atlas_networks
 from brainbench.errors import DataError
 from brainbench.metrics import regression_metrics
 from brainbench.stages import STAGE_NAMES
 from brainbench.tasks.fmri_signal import series_splits
 from brainbench.tasks.fmri_supervised import FmriOptions
 from brainbench.tasks.runs import Evaluation, Experiment, run_seeds
-
-TRUTH = "ground_truth.json"  # the generator's parcel weights
 
 
 class PerturbOptions(FmriOptions):
@@ -79,28 +71,26 @@ def options(config: ExperimentConfig) -> PerturbOptions:
     )
 
 
-def _latents(folder: Path, keys: list[str], columns: list[str]) -> pd.DataFrame:
-    """`columns` of `folder`/latents.tsv for `keys`; DataError where the truth is unknown."""
-    path = Path(folder) / "latents.tsv"
-    try:
-        table = pd.read_csv(path, sep="\t").set_index("participant_id")
-    except (OSError, ValueError, KeyError):
-        table = pd.DataFrame()
+def _latents(source: Source, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """`columns` of the source's fMRI latents for `keys`; DataError where the truth is unknown."""
+    table = source.latents("fmri")
+    table = pd.DataFrame() if table is None else table
     missing = [c for c in columns if c not in table.columns]
     missing += [k for k in keys if k not in table.index]
-    if missing or not (Path(folder) / TRUTH).is_file():
+    if missing or source.series_truth() is None:
         raise DataError(
-            f"fmri/perturb scores against the generator's true network coupling, which {path} "
-            f"and {TRUTH} do not give for every network and subject (e.g. "
-            f"{(missing or [TRUTH])[0]}); only the synthetic cohort (--dataset synth) has it."
+            "fmri/perturb scores against the generator's true network coupling, which dataset "
+            f"'{source.config.dataset}' does not give for every network and subject (e.g. "
+            f"{(missing or ['the parcel weights'])[0]}); only the synthetic cohort (--dataset "
+            "synth) has it."
         )
     return table.loc[keys, columns]
 
 
-def true_correlations(folder: Path, keys: list[str], networks: list[str]) -> np.ndarray:
-    """(subjects, networks, networks) true network correlations from `folder`/latents.tsv."""
+def true_correlations(source: Source, keys: list[str], networks: list[str]) -> np.ndarray:
+    """(subjects, networks, networks) true network correlations (latents `fc_<a>_<b>`)."""
     columns = [f"fc_{a}_{b}" for i, a in enumerate(networks) for b in networks[i + 1 :]]
-    values = _latents(folder, keys, columns).to_numpy(dtype=float)
+    values = _latents(source, keys, columns).to_numpy(dtype=float)
     k = len(networks)
     rows, cols = np.triu_indices(k, 1)
     out = np.repeat(np.eye(k)[None], len(keys), axis=0)
@@ -149,20 +139,17 @@ def true_effects(
     return effects
 
 
-def subject_effects(folder: Path, keys: list[str], networks: list[str], member: np.ndarray):
+def subject_effects(source: Source, keys: list[str], networks: list[str], member: np.ndarray):
     """(subjects, targets, sources) true_effects of every subject in `keys`."""
-    correlations = true_correlations(folder, keys, networks)
-    latents = _latents(folder, keys, ["loading", "noise"]).to_numpy(dtype=float)
-    truth = json.loads((Path(folder) / TRUTH).read_text())
-    weights = np.asarray(truth["parcel_weight"])
+    correlations = true_correlations(source, keys, networks)
+    latents = _latents(source, keys, ["loading", "noise"]).to_numpy(dtype=float)
+    truth = source.series_truth()
+    weights, private = truth["parcel_weight"], truth["private"]
     if len(weights) != len(member):
         raise DataError(
-            f"{Path(folder) / TRUTH} does not describe the atlas's {len(member)} parcels."
+            f"the generator's truth of dataset '{source.config.dataset}' does not describe the "
+            f"atlas's {len(member)} parcels."
         )
-    coords = read_atlas_table(folder)[["x", "y", "z"]].to_numpy(float)
-    private = private_correlation(
-        coords, truth.get("spatial_share", 0.0), truth.get("spatial_length_mm", 1.0)
-    )
     return np.stack(
         [
             true_effects(s, loading * weights, noise, member, private)
@@ -206,15 +193,16 @@ def atlas_members(folder: Path) -> tuple[list[str], np.ndarray]:
 
 def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
     datasets = series_splits(config, options(config), log)
-    folder = fmri_folder(config.data)
-    true_correlations(folder, datasets["test"].keys, atlas_members(folder)[0])  # fail early
+    source = open_source(config.data)
+    networks = atlas_members(source.series_folder())[0]
+    true_correlations(source, datasets["test"].keys, networks)  # fail early
     return datasets
 
 
-def evaluate(opts: PerturbOptions, folder: Path, estimator, test: SubjectWindows) -> Evaluation:
+def evaluate(opts: PerturbOptions, source: Source, estimator, test: SubjectWindows) -> Evaluation:
     """Predicted vs true effects overall and per stage; one prediction row per network pair."""
-    networks, member = atlas_members(folder)
-    truth = subject_effects(folder, test.keys, networks, member)
+    networks, member = atlas_members(source.series_folder())
+    truth = subject_effects(source, test.keys, networks, member)
     sums = [
         perturbation_sums(estimator.reconstruct, test[i][0], member, opts) for i in range(len(test))
     ]
@@ -257,5 +245,5 @@ def run_experiment(
 ) -> list[Path]:
     """Fit (brainlm: pretrain unless model.init) and perturb once per seed; one record each."""
     config = experiment.config
-    evaluate_fn = partial(evaluate, options(config), fmri_folder(config.data))
+    evaluate_fn = partial(evaluate, options(config), open_source(config.data))
     return run_seeds(experiment, datasets, evaluate_fn, force=force, log=log)

@@ -19,15 +19,16 @@ import torch
 from pydantic import Field, model_validator
 
 from brainbench.config import ExperimentConfig, validate_section
+from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_splits
-from brainbench.data.timeseries import SubjectWindows, locate_series, split_windows
+from brainbench.data.timeseries import SubjectWindows, split_windows
 from brainbench.errors import ConfigError
 from brainbench.metrics import signal_metrics
+from brainbench.models.brainlm_mae import reconstruct
 from brainbench.stages import STAGE_NAMES
 from brainbench.tasks import TaskSpec
 from brainbench.tasks.fmri_supervised import FmriOptions
 from brainbench.tasks.runs import Evaluation, Experiment, run_seeds, select_subjects
-from brainbench.training.pretrain_brainlm import reconstruct
 
 
 class SignalOptions(FmriOptions):
@@ -58,7 +59,7 @@ def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
 def series_splits(config: ExperimentConfig, opts: FmriOptions, log) -> dict[str, SubjectWindows]:
     """Windows of the split's subjects that have a parcel series; the scaler fitted on train."""
     records, _ = dataset_splits(config.data, config.split, config.output_dir)
-    files, coords = locate_series(config.data, records)
+    files, coords = open_source(config.data).series(records)
     chosen = select_subjects(config, lambda r: r.key in files, "a parcel series")
     datasets = split_windows(chosen, files, coords, opts.window, demean=opts.demean)
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())

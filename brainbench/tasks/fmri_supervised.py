@@ -17,16 +17,16 @@ from pydantic import Field
 from sklearn.decomposition import PCA
 
 from brainbench.config import ExperimentConfig, StrictModel, validate_section
-from brainbench.data.dataset import target_value
+from brainbench.data.dataset import has_target, target_value
+from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_id, dataset_splits
-from brainbench.data.timeseries import SubjectWindows, fmri_folder, locate_series, split_windows
-from brainbench.results.leaderboard import write_oracle
+from brainbench.data.timeseries import SubjectWindows, split_windows
+from brainbench.results.record import write_oracle
 from brainbench.tasks import get_task
 from brainbench.tasks.oracle import oracle_payload
 from brainbench.tasks.runs import is_global_zero, select_subjects, subset_tag
 from brainbench.tasks.supervised import run_experiment  # noqa: F401  (this runner's)
 
-NOT_ORACLE = ("sex_sign",)  # the generator's copy of a target
 FC_COMPONENTS = 2  # the true network correlations are a two-parameter family (coupling, sex)
 
 
@@ -61,20 +61,17 @@ def oracle_latents(table: pd.DataFrame, train_keys: list[str]) -> pd.DataFrame:
     return pd.concat([table.drop(columns=fc), components], axis=1)
 
 
-def _has_target(record, target: str) -> bool:
-    return target in ("age", "sex") or record.phenotypes.get(target) is not None
-
-
 def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
     """Series of the dataset's split (subjects with a series and the target), scaler on train."""
     spec, opts = get_task(config.task), options(config)
     if opts.target:
         spec = replace(spec, target=opts.target)
     records, _ = dataset_splits(config.data, config.split, config.output_dir)
-    files, coords = locate_series(config.data, records)
+    source = open_source(config.data)
+    files, coords = source.series(records)
     chosen = select_subjects(
         config,
-        lambda r: r.key in files and _has_target(r, spec.target),
+        lambda r: r.key in files and has_target(r, spec.target),
         f"a parcel series and target '{spec.target}'",
     )
     datasets = split_windows(
@@ -87,10 +84,8 @@ def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
     )
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
     log(f"{config.task}: {len(coords)} parcels, window {opts.window} ({sizes})")
-    latents = fmri_folder(config.data) / "latents.tsv"
-    if config.data.dataset == "synth" and is_global_zero() and not subset_tag(config):
-        table = pd.read_csv(latents, sep="\t").set_index("participant_id")
-        table = table.drop(columns=[c for c in NOT_ORACLE if c in table.columns])
+    table = source.latents("fmri") if is_global_zero() and not subset_tag(config) else None
+    if table is not None:
         train, test = datasets["train"], datasets["test"]
         payload = oracle_payload(
             spec,

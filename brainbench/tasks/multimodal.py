@@ -20,18 +20,16 @@ from pydantic import Field, field_validator
 from brainbench.config import ExperimentConfig, StrictModel, home, validate_section
 from brainbench.data.cache import VolumeCache
 from brainbench.data.connectivity import connectivity_vector
-from brainbench.data.dataset import SubjectDataset, VolumeDataset
+from brainbench.data.dataset import SubjectDataset, VolumeDataset, column_value
 from brainbench.data.records import SubjectRecord
+from brainbench.data.sources.base import DOMAINS, open_source
 from brainbench.data.splits import dataset_splits
-from brainbench.data.synth.phenotypes import COLUMNS, DOMAINS
+from brainbench.data.timeseries import read_series
 from brainbench.errors import ConfigError, DataError
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, canonical_inputs, combination_name
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.runs import Experiment, run_seeds, select_subjects, warm
 from brainbench.tasks.supervised import evaluate
-
-# Domains of the embedded cohort's columns; task_options.domains adds or overrides entries.
-DEFAULT_DOMAINS = {name: info["Domain"] for name, info in COLUMNS.items() if "Domain" in info}
 
 
 class MultimodalOptions(StrictModel):
@@ -41,7 +39,7 @@ class MultimodalOptions(StrictModel):
         description="the inputs the grid offers; every subject must have them all",
     )
     domains: dict[str, str] = Field(
-        {}, description="column -> domain, added to the embedded cohort's (participants.json)"
+        {}, description="column -> domain, added to the dataset's own (participants.json)"
     )
     positive: str | None = Field(
         None, description="the positive level of a text-valued binary target (e.g. L)"
@@ -72,18 +70,9 @@ def options_of(config: ExperimentConfig) -> MultimodalOptions:
 # --- targets and metadata ---------------------------------------------------------------------
 
 
-def raw_value(record: SubjectRecord, column: str) -> float | str | None:
-    """A participants column of a record: 'age', 'sex' or a phenotype (None if missing)."""
-    if column == "age":
-        return record.age
-    if column == "sex":
-        return record.sex if record.sex in ("M", "F") else None
-    return record.phenotypes.get(column)
-
-
 def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[SubjectRecord]):
     """record -> float target (None if missing), after checking coverage and variation."""
-    values = [raw_value(r, spec.target) for r in records]
+    values = [column_value(r, spec.target) for r in records]
     present = [v for v in values if v is not None]
     where = f"target column '{spec.target}' (task {spec.name})"
     if len(present) < options.min_coverage * len(records):
@@ -97,7 +86,7 @@ def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[Subje
     if spec.kind == "regression":
         if any(isinstance(v, str) for v in present):
             raise DataError(f"{where} holds text values {levels[:5]}; a regression needs numbers.")
-        return lambda r: None if (v := raw_value(r, spec.target)) is None else float(v)
+        return lambda r: None if (v := column_value(r, spec.target)) is None else float(v)
     if len(levels) != 2:
         raise DataError(f"{where} has {len(levels)} levels {levels[:5]}; a binary one needs 2.")
     positive = options.positive or {"sex": "M"}.get(spec.target)
@@ -108,7 +97,7 @@ def target_coder(spec: TaskSpec, options: MultimodalOptions, records: list[Subje
         )
 
     def code(record: SubjectRecord) -> float | None:
-        value = raw_value(record, spec.target)
+        value = column_value(record, spec.target)
         return None if value is None else float(level(value) == positive)
 
     return code
@@ -124,10 +113,14 @@ def level(value: object) -> str:
 
 
 def metadata_columns(
-    target: str, options: MultimodalOptions, records: list[SubjectRecord]
+    target: str, options: MultimodalOptions, records: list[SubjectRecord], known: dict[str, dict]
 ) -> list[str]:
-    """Columns with a domain other than the target's (the target's domain is withheld)."""
-    domains = DEFAULT_DOMAINS | options.domains
+    """Columns with a domain other than the target's (the target's domain is withheld).
+
+    `known` is the dataset's Source.column_domains(); task_options.domains adds or overrides.
+    """
+    domains = {c: info["Domain"] for c, info in known.items() if "Domain" in info}
+    domains |= options.domains
     withheld = domains.get(target)
     present = {"age", "sex"} | {k for r in records for k in r.phenotypes}
     return [c for c in domains if c in present and c != target and domains[c] != withheld]
@@ -139,7 +132,7 @@ class MetadataEncoder:
     def __init__(self, columns: list[str], train: list[SubjectRecord]) -> None:
         self.parts: list[tuple[str, str, object]] = []  # (column, kind, stats or level)
         for column in columns:
-            values = [raw_value(r, column) for r in train]
+            values = [column_value(r, column) for r in train]
             known = [v for v in values if v is not None]
             if any(isinstance(v, str) for v in known):
                 self.parts += [(column, "level", level) for level in sorted(set(map(str, known)))]
@@ -154,7 +147,7 @@ class MetadataEncoder:
     def encode(self, record: SubjectRecord) -> np.ndarray:
         out = np.zeros(len(self.parts), dtype=np.float32)
         for i, (column, kind, extra) in enumerate(self.parts):
-            value = raw_value(record, column)
+            value = column_value(record, column)
             if kind == "level":
                 out[i] = float(value is not None and str(value) == extra)
             elif kind == "missing":
@@ -169,25 +162,16 @@ class MetadataEncoder:
 
 
 def connectivity_vectors(config: ExperimentConfig, records: list[SubjectRecord]) -> dict:
-    """record key -> connectivity vector from the cohort's parcel series (embedded cohort only)."""
-    if config.data.dataset != "synth":
-        raise DataError(
-            f"the connectivity input needs parcel time series; dataset '{config.data.dataset}' "
-            "has none. Remove 'connectivity' from the inputs."
-        )
-    from brainbench.data.sources.synth import cohort_root
-    from brainbench.data.synth.functional import ensure_functional, series_path
-    from brainbench.data.timeseries import read_series
-
-    folder = ensure_functional(cohort_root(config.data))
-    vectors = {}
-    for record in records:
-        path = series_path(folder, record.key)
-        if path.is_file():
-            vectors[record.key] = connectivity_vector(read_series(path))
+    """record key -> connectivity vector from the dataset's parcel series."""
+    source = open_source(config.data)
+    files, _ = source.series(records)
+    vectors = {key: connectivity_vector(read_series(path)) for key, path in files.items()}
     sizes = {v.size for v in vectors.values()}
     if len(sizes) > 1:
-        raise DataError(f"the parcel series under {folder} differ in parcel count; regenerate it.")
+        raise DataError(
+            f"the parcel series under {source.series_folder()} differ in parcel count; "
+            "parcellate (or regenerate) them with one atlas."
+        )
     return vectors
 
 
@@ -250,7 +234,8 @@ def check(config: ExperimentConfig) -> tuple:
     options = options_of(config)
     records, _ = dataset_splits(config.data, config.split, config.output_dir)
     code = target_coder(spec, options, records)
-    meta_cols = metadata_columns(spec.target, options, records)
+    domains = open_source(config.data).column_domains()
+    meta_cols = metadata_columns(spec.target, options, records, domains)
     vectors = {}
     if "connectivity" in options.inputs:
         vectors["connectivity"] = connectivity_vectors(config, records)

@@ -34,6 +34,7 @@ from brainbench.results.record import (
     run_dir,
     write_record,
 )
+from brainbench.spec import WEIGHTS
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.scoring import headline
 
@@ -226,7 +227,7 @@ def run_seeds(
                 config=config_to_dict(config) | {"model_params": experiment.params.model_dump()},
                 metrics=payload,
                 predictions=result.predictions,
-                files={"model.safetensors": estimator.save, **result.files},
+                files={WEIGHTS: estimator.save, **result.files},
             )
         )
         value = result.metrics[spec.headline]

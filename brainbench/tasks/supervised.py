@@ -10,13 +10,12 @@ import pandas as pd
 
 from brainbench.config import ExperimentConfig, home
 from brainbench.data.cache import VolumeCache
-from brainbench.data.dataset import VolumeDataset
-from brainbench.data.records import SubjectRecord
+from brainbench.data.dataset import VolumeDataset, has_target
+from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_id
 from brainbench.errors import DataError
-from brainbench.registry import get_source
-from brainbench.results.leaderboard import write_oracle
 from brainbench.results.plots import plot_predictions
+from brainbench.results.record import write_oracle
 from brainbench.tasks import TaskSpec, get_task
 from brainbench.tasks.oracle import oracle_payload
 from brainbench.tasks.runs import (
@@ -31,16 +30,12 @@ from brainbench.tasks.runs import (
 from brainbench.tasks.scoring import score
 
 
-def _has_target(record: SubjectRecord, target: str) -> bool:
-    return target in ("age", "sex") or record.phenotypes.get(target) is not None
-
-
 def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
     """Load records, take the dataset's split, keep subjects with the target, warm the cache."""
     spec = get_task(config.task)
     chosen = select_subjects(
         config,
-        lambda r: _has_target(r, spec.target),
+        lambda r: has_target(r, spec.target),
         f"target '{spec.target}' (check participants.tsv)",
     )
     cache = VolumeCache(config.data.cache_dir or home() / "cache")
@@ -51,8 +46,7 @@ def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
     warm(datasets, config, log)
     if spec.kind == "classification":
         check_classes(datasets["train"], config)
-    source = get_source(config.data.dataset)
-    oracle = source.latents(config.data) if source.latents else None
+    oracle = open_source(config.data).latents("mri")
     if oracle is not None and is_global_zero() and not subset_tag(config):
         payload = oracle_payload(
             spec,

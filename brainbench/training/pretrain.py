@@ -53,6 +53,7 @@ from brainbench.models.mae3d_cnn import MAE3DConfig
 from brainbench.registry import load_plugins
 from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
+from brainbench.spec import METRICS
 from brainbench.stages import STAGE_NAMES
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
 from brainbench.training.fit import ShardedData, make_trainer, quiet_lightning
@@ -336,7 +337,7 @@ def write_pretrained(
     save_file(state, str(tmp), metadata={META_KEY: json.dumps(payload)})
     tmp.replace(out / WEIGHTS)
     atomic_write(out / CONFIG, json.dumps(payload, indent=1).encode())
-    atomic_write(out / "metrics.json", to_json(metrics).encode())
+    atomic_write(out / METRICS, to_json(metrics).encode())
 
 
 @torch.inference_mode()

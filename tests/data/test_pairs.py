@@ -13,7 +13,7 @@ from brainbench.data.cache import VolumeCache
 from brainbench.data.pairs import PairDataset
 from brainbench.data.preprocess import grid_affine
 from brainbench.data.records import SubjectRecord
-from brainbench.data.sources.synth import load as load_synth
+from brainbench.data.sources.synth import SynthSource
 from brainbench.errors import DataError
 
 CFG = PreprocessConfig(spacing=6.0, shape=(20, 24, 20))
@@ -21,7 +21,7 @@ CFG = PreprocessConfig(spacing=6.0, shape=(20, 24, 20))
 
 @pytest.fixture(scope="module")
 def records() -> list[SubjectRecord]:
-    return load_synth(DataConfig(preset="debug"))[:3]
+    return SynthSource(DataConfig(preset="debug")).records()[:3]
 
 
 def _pairs(records, tmp_path, target: str = "seg") -> PairDataset:

@@ -14,7 +14,7 @@ import torch
 from brainbench.data.synth.network_toy import network_toy, same_time_ceiling
 from brainbench.metrics import signal_metrics
 from brainbench.models.brainlm import BrainLM, BrainLMConfig, random_mask
-from brainbench.training.pretrain_brainlm import MAEModule
+from brainbench.models.brainlm_mae import MAEModule
 
 WINDOW, STEPS, BATCH = 80, 500, 16
 

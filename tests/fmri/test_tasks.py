@@ -12,9 +12,9 @@ import torch
 
 from brainbench import api
 from brainbench.errors import ConfigError, DataError
+from brainbench.models.brainlm_mae import load_pretrained
 from brainbench.models.fmri_baselines import ARConfig, Autoregressive
 from brainbench.tasks.fmri_supervised import oracle_latents
-from brainbench.training.pretrain_brainlm import load_pretrained
 
 
 def _records(root: Path, task: str) -> dict[str, dict]:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from brainbench.config import TrainerConfig
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 
 
 class StandInVolumes(Dataset):

@@ -36,12 +36,15 @@ def test_grid_csv_has_one_row_per_run_with_metrics_and_flags(grid_dir):
 def test_metadata_withholds_the_targets_domain(grid_dir):
     run = next((grid_dir / "runs").glob("multimodal-handedness/fusion/*metadata*/seed*"))
     assert (run / "metrics.json").is_file()
+    from brainbench.config import DataConfig
+    from brainbench.data.sources.synth import SynthSource
     from brainbench.tasks.multimodal import MultimodalOptions, metadata_columns
 
     record = SubjectRecord(
         "1", 30.0, "F", "x", phenotypes={"cognition": 99, "migraine": 0, "weight": 70}
     )
-    columns = metadata_columns("handedness", MultimodalOptions(), [record])
+    domains = SynthSource(DataConfig()).column_domains()
+    columns = metadata_columns("handedness", MultimodalOptions(), [record], domains)
     assert "age" not in columns and "weight" not in columns and "sex" not in columns
     assert "cognition" in columns and "migraine" in columns
 

@@ -12,6 +12,8 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
+from brainbench.config import DataConfig
+from brainbench.data.sources.synth import SynthSource
 from brainbench.grid import (
     ALPHA,
     chance_test,
@@ -102,15 +104,15 @@ def test_cells_combine_seeds_and_correct_over_the_grid():
 
 
 def test_ground_truth_follows_the_generator():
-    synth = "synth-default-seed0"
+    synth = SynthSource(DataConfig()).column_domains()
     for target in ("crp", "handedness", "migraine", "neuroticism"):
         for inputs in (["T1w"], ["connectivity"], ["metadata"], ["FLAIR", "metadata"]):
-            assert expected_legibility(target, inputs, synth) == "not legible"
-    assert expected_legibility("cognition", ["T1w"], synth) == "legible"
-    assert expected_legibility("sex", ["connectivity"], synth) == "legible"
-    assert expected_legibility("cognition", ["connectivity"], synth) == ""  # fMRI ignores it
-    assert expected_legibility("age", ["metadata"], synth) == ""
-    assert expected_legibility("crp", ["T1w"], "other-cohort") == ""
+            assert expected_legibility(inputs, synth[target]) == "not legible"
+    assert expected_legibility(["T1w"], synth["cognition"]) == "legible"
+    assert expected_legibility(["connectivity"], synth["sex"]) == "legible"
+    assert expected_legibility(["connectivity"], synth["cognition"]) == ""  # fMRI ignores it
+    assert expected_legibility(["metadata"], synth["age"]) == ""
+    assert expected_legibility(["T1w"], {}) == ""  # real data: the truth is unknown
 
 
 def test_grid_csvs_hold_the_verdicts(grid_dir):

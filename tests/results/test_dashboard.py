@@ -6,9 +6,9 @@ from brainbench.results.leaderboard import (
     build_leaderboard,
     format_table,
     to_markdown,
-    write_oracle,
     write_reports,
 )
+from brainbench.results.record import write_oracle
 
 EVIL = "<script>alert(1)</script>"
 ORACLE = {

@@ -10,11 +10,10 @@ from brainbench.results.leaderboard import (
     build_leaderboard,
     format_table,
     load_leaderboard,
-    read_oracles,
-    write_oracle,
     write_reports,
 )
 from brainbench.results.plots import plot_predictions, plot_stage_metric
+from brainbench.results.record import read_oracles, write_oracle
 from brainbench.results.tables import stage_table
 
 ORACLE = {

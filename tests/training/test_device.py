@@ -20,7 +20,7 @@ from brainbench.checks import toy_data
 from brainbench.config import TrainerConfig
 from brainbench.models.mae import BACKBONES
 from brainbench.registry import MODELS, load_plugins
-from brainbench.tasks import TaskSpec
+from brainbench.spec import TaskSpec
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes, shift_and_mirror
 from brainbench.training.fit import ShardedData
 from brainbench.training.masking import patch_mask, two_views
@@ -177,7 +177,7 @@ def test_pretraining_step_runs_on_the_input_device(name: str) -> None:
 @pytest.mark.parametrize("forecast_share", [0.0, 0.5])
 def test_brainlm_pretraining_step_runs_on_the_input_device(forecast_share: float) -> None:
     from brainbench.models.brainlm import BrainLM, BrainLMConfig
-    from brainbench.training.pretrain_brainlm import MAEModule as BrainLMModule
+    from brainbench.models.brainlm_mae import MAEModule as BrainLMModule
 
     cfg = BrainLMConfig(**MODEL_CASES["brainlm"][0])
     net = BrainLM(cfg, torch.randn(6, 3) * 50)

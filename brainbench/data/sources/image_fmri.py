@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from brainbench.config import DataConfig
 from brainbench.data.cache import atomic_write
 from brainbench.data.events import read_events
 from brainbench.data.image_features import npy_bytes
 from brainbench.data.nifti import open_image
 from brainbench.data.records import SubjectRecord
+from brainbench.data.sources.base import Source
 from brainbench.data.sources.table import parse_age, parse_sex
 from brainbench.errors import ConfigError, DataError
 from brainbench.registry import register_source
@@ -378,28 +378,36 @@ def check_evoked(name: str, root: Path) -> list[str]:
 # --- data sources -----------------------------------------------------------------------------
 
 
-def _records(layout: Layout):
-    def load(config: DataConfig) -> list[SubjectRecord]:
+class EvokedSource(Source):
+    """A local copy of a public image-decoding dataset in `layout` at data.path."""
+
+    layout: Layout
+
+    def _root(self) -> Path:
+        if self.config.path is None or not Path(self.config.path).is_dir():
+            raise missing_dataset(self.layout, self.config.path)
+        return Path(self.config.path)
+
+    def records(self) -> list[SubjectRecord]:
         """The dataset's subjects (for listings); decoding reads the runs itself."""
-        if config.path is None or not Path(config.path).is_dir():
-            raise missing_dataset(layout, config.path)
-        data = read_evoked(Path(config.path), layout)
+        root = self._root()
+        data = read_evoked(root, self.layout)
         sex: dict[str, str] = {}
-        table = Path(config.path) / "participants.tsv"
-        frame = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+        frame = pd.read_csv(root / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
         for pid, text in zip(frame["participant_id"], frame.get("sex", ""), strict=False):
             sex["sub-" + str(pid).removeprefix("sub-")] = parse_sex(str(text))
         subjects = sorted({run.subject for run in data.runs})
         nan = float("nan")
         return [
-            SubjectRecord(s[4:], data.ages.get(s, nan), sex.get(s, "unknown"), layout.name)
+            SubjectRecord(s[4:], data.ages.get(s, nan), sex.get(s, "unknown"), self.layout.name)
             for s in subjects
         ]
 
-    return load
+    def evoked(self, stimulus_column: str | None = None) -> EvokedData:
+        return read_evoked(self._root(), self.layout, stimulus_column)
 
 
 for _name in DECODING_DATASETS:
     register_source(_name, description=f"{LAYOUTS[_name].title}; image decoding (fmri/image)")(
-        _records(LAYOUTS[_name])
+        type(f"{_name}Source", (EvokedSource,), {"layout": LAYOUTS[_name]})
     )

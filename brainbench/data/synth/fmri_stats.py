@@ -50,11 +50,13 @@ import pandas as pd
 from scipy.signal import welch
 from scipy.spatial.distance import pdist, squareform
 
+from brainbench.data.synth.functional import framewise_displacement, series_path
+from brainbench.data.timeseries import read_series
+
 DISTANCE_BINS_MM = (20.0, 40.0, 80.0)
 BAND_HZ = (0.01, 0.1)
 SEGMENT_S = 200.0
 HIDDEN_FRACTION = 0.25
-HEAD_RADIUS_MM = 50.0
 UNASSIGNED = "unassigned"
 
 
@@ -158,13 +160,6 @@ def conditional_r2(runs: Sequence[np.ndarray], seed: int = 0) -> list[float]:
     return scores
 
 
-def framewise_displacement(motion: np.ndarray) -> np.ndarray:
-    """FD per volume (the first is 0) from [time, 6] motion: mm translations, radian rotations."""
-    step = np.abs(np.diff(np.asarray(motion, dtype=np.float64), axis=0))
-    fd = step[:, :3].sum(axis=1) + HEAD_RADIUS_MM * step[:, 3:].sum(axis=1)
-    return np.concatenate([[0.0], fd])
-
-
 def characterise(
     runs: Sequence[np.ndarray],
     trs: Sequence[float],
@@ -209,9 +204,6 @@ def cohort_statistics(
     `folder` holds the cohort's generated series (functional.ensure_functional); subjects are
     drawn at random with `seed`.
     """
-    from brainbench.data.synth.functional import series_path
-    from brainbench.data.timeseries import read_series
-
     participants = pd.read_csv(Path(cohort_root) / "participants.tsv", sep="\t")
     latents = pd.read_csv(Path(folder) / "latents.tsv", sep="\t").set_index("participant_id")
     atlas = pd.read_csv(Path(folder) / "atlas.tsv", sep="\t")

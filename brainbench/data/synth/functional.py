@@ -57,7 +57,6 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from brainbench.data.synth.fmri_stats import framewise_displacement
 from brainbench.data.timeseries import write_series
 from brainbench.errors import DataError
 from brainbench.progress import track
@@ -65,7 +64,9 @@ from brainbench.progress import track
 VERSION = "2"  # 2: spatial smoothness, 1/f spectrum, calibrated motion, physiology
 FOLDER = Path("derivatives") / "fmri"
 MARKER = "brainbench_fmri.json"
+TRUTH = "ground_truth.json"  # per-parcel truth: network weights, spatial correlation
 ATLAS = "Seitzman300"
+HEAD_RADIUS_MM = 50.0  # the sphere converting rotations to mm of framewise displacement
 NIFTI_SUBJECTS = 4  # the first subjects also get a 4D NIfTI + atlas image
 NIFTI_VOXEL_MM = 5.0  # voxel size of those images; an ROI is the voxels within ROI_RADIUS_MM
 ROI_RADIUS_MM = 5.0
@@ -114,6 +115,13 @@ def seitzman_atlas() -> pd.DataFrame:
     table["network"] = [str(n) for n in rois.networks]
     table.insert(0, "index", np.arange(1, len(table) + 1))
     return table
+
+
+def framewise_displacement(motion: np.ndarray) -> np.ndarray:
+    """FD per volume (the first is 0) from [time, 6] motion: mm translations, radian rotations."""
+    step = np.abs(np.diff(np.asarray(motion, dtype=np.float64), axis=0))
+    fd = step[:, :3].sum(axis=1) + HEAD_RADIUS_MM * step[:, 3:].sum(axis=1)
+    return np.concatenate([[0.0], fd])
 
 
 def series_path(folder: Path, participant_id: str) -> Path:
@@ -426,7 +434,7 @@ def generate_functional(cohort_root: Path, out: Path, seed: int) -> Path:
         "spatial_share": SPATIAL_SHARE,
         "spatial_length_mm": SPATIAL_LENGTH_MM,
     }
-    (out / "ground_truth.json").write_text(json.dumps(truth) + "\n")
+    (out / TRUTH).write_text(json.dumps(truth) + "\n")
     marker = {"generator": "brainbench.data.synth.functional", "version": VERSION, "seed": seed}
     (out / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return out

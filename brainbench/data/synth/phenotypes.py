@@ -3,8 +3,8 @@
 `clinical` draws disease states before the anatomy (they change it); `derived` draws the rest
 from the anatomy's latents or independently of them. COLUMNS documents every participants.tsv
 column, with "ImagingSignal" saying whether the images hold information about it and "Domain"
-the group of phenotypes it belongs to (DOMAINS; the multimodal grid withholds a target's own
-domain from its metadata input).
+the group of phenotypes it belongs to (DOMAINS in data/sources/base.py; the multimodal grid
+withholds a target's own domain from its metadata input).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 from scipy.special import expit
 
 Value = float | str | None
-DOMAINS = ("constitutional", "serology", "psychology", "disease")
 
 COLUMNS: dict[str, dict] = {
     "participant_id": {"Description": "subject identifier"},
