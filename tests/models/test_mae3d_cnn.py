@@ -87,7 +87,10 @@ def test_scratch_and_finetune(kind, volumes, spec, quick_trainer, tmp_path) -> N
     info = tuned.fit(train, val, seed=0, run_dir=tmp_path / "b")
     n_encoder = len(mae.encoder.state_dict())
     assert info["matched"] == n_encoder
-    assert info["unmatched"] == ["head.bias", "head.weight"]
+    new = ["head.bias", "head.weight", "norm.num_batches_tracked", "norm.running_mean",
+           "norm.running_var"]  # fmt: skip
+    assert sorted(info["unmatched"]) == new  # the head and the embedding's normalisation
+    assert "probe_alpha" in info  # the head started from the linear probe
     assert tuned.predict(val).shape == (8,)
 
 
