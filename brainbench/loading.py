@@ -35,8 +35,6 @@ from brainbench.spec import METRICS, MODEL_CONFIG, RECORD_CONFIG, WEIGHTS, TaskS
 from brainbench.tasks import get_task
 
 EXPORT_VERSION = 1
-# pretrained backbones whose forward(volume) is the reconstruction (others: embedding only)
-RECONSTRUCTS = ("mae3d_cnn",)
 PICKLED = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 
 
@@ -44,8 +42,9 @@ PICKLED = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 class LoadedModel:
     """A network in eval mode plus what it is: `outputs(x)` gives its named outputs.
 
-    Pretrained masked autoencoders output `embedding` (and `reconstruction` for mae3d_cnn); task
-    models output `output` (the raw network output) and `prediction` (years, P(y=1)...).
+    Pretrained masked autoencoders output `embedding` (and `reconstruction` when their forward
+    reconstructs the volume, as mae3d_cnn's does); task models output `output` (the raw network
+    output) and `prediction` (years, P(y=1)...).
     """
 
     name: str  # the registered model name, e.g. 'mae3d_cnn'
@@ -53,6 +52,7 @@ class LoadedModel:
     config: dict[str, Any]  # what an exported folder's config.json holds
     path: Path
     predictor: Callable[[Tensor], Tensor] | None = None  # raw output -> prediction (task models)
+    reconstructs: bool = False  # a pretrained backbone whose forward(volume) is a volume
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,7 +63,7 @@ class LoadedModel:
     def output_names(self) -> tuple[str, ...]:
         if self.predictor is not None:
             return ("output", "prediction")
-        return ("reconstruction", "embedding") if self.name in RECONSTRUCTS else ("embedding",)
+        return ("reconstruction", "embedding") if self.reconstructs else ("embedding",)
 
     def outputs(self, x: Tensor) -> tuple[Tensor, ...]:
         """The outputs named by `output_names`, for a (B, C, X, Y, Z) batch."""
@@ -71,7 +71,7 @@ class LoadedModel:
             y = self.net(x)
             return y, self.predictor(y)
         embedding = self.net.encoder.encode(x)
-        return (self.net(x), embedding) if self.name in RECONSTRUCTS else (embedding,)
+        return (self.net(x), embedding) if self.reconstructs else (embedding,)
 
     @torch.inference_mode()
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
@@ -210,7 +210,9 @@ def _from_config(path: Path, config: dict[str, Any]) -> LoadedModel:
         backbone = BACKBONES[config["model"]]
         net = backbone.network(backbone.config.model_validate(config["params"]))
         _load_strict(net, read_state(path), path)
-        return LoadedModel(config["model"], net.eval(), config, path)
+        return LoadedModel(
+            config["model"], net.eval(), config, path, reconstructs=backbone.reconstructs
+        )
     entry = get_model(config["model"])
     if entry.kind != "torch":
         raise DataError(

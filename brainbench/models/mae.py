@@ -61,6 +61,7 @@ class Backbone:
     network: Callable[[Any], nn.Module]
     first_layer: str
     rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None  # foreign weights
+    reconstructs: bool = False  # forward(volume) is the reconstructed volume
 
 
 BACKBONES: dict[str, Backbone] = {}
@@ -335,12 +336,14 @@ def register_backbone(
     first_layer: str,
     description: str,
     rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+    reconstructs: bool = False,
 ) -> type[StrictModel]:
     """Register a pretrainable backbone and its downstream model `name`; return its task config.
 
-    `rename` maps the parameter names of published foreign weights onto this backbone's.
+    `rename` maps the parameter names of published foreign weights onto this backbone's;
+    `reconstructs` says its forward(volume) returns the reconstructed volume.
     """
-    backbone = Backbone(name, config, network, first_layer, rename)
+    backbone = Backbone(name, config, network, first_layer, rename, reconstructs)
     BACKBONES[name] = backbone
     task_name = config.__name__.removesuffix("Config") + "TaskConfig"
     task_config = create_model(task_name, __base__=(config, HeadConfig))

@@ -276,5 +276,6 @@ MAE3DTaskConfig = register_backbone(
     MAE3D,
     first_layer="encoder.stem.",
     rename=reference_names,
+    reconstructs=True,
     description="3D CNN masked-autoencoder encoder",
 )
