@@ -108,7 +108,7 @@ def suite_plan(
 
     def applies(model: str, override: str) -> bool:  # brainlm has no preprocess section
         config = configs.get(model)  # an unknown model: pretrain() names the valid ones
-        return config is None or override.split(".")[0] in config.model_fields
+        return config is None or override.split("=")[0].split(".")[0] in config.model_fields
 
     folders = {
         model: pretrain(
