@@ -31,12 +31,12 @@ from safetensors.torch import load_file
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_predict
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import DataError, unknown
 from brainbench.models.classical import binary_targets, fit_linear
-from brainbench.models.probe import ProbeConfig, ProbeEstimator
+from brainbench.models.probe import ProbeConfig, ProbeEstimator, embeddings
 from brainbench.models.sfcn import (
     Bins,
     ExpectedValue,
@@ -295,11 +295,8 @@ def probe_head(
     """
     probe = ProbeConfig(init=Path("."))  # the probe's penalty grid, folds and fallback rule
     was_training = net.encoder.training
-    net.encoder.eval()
-    with torch.no_grad():
-        x = torch.cat([net.encoder.encode(v.float()) for v, _ in DataLoader(train, batch_size=8)])
+    x = torch.from_numpy(embeddings(net.encoder.eval(), train, probe.batch_size))
     net.encoder.train(was_training)
-    x = x.double()
     mean, var = x.mean(0), x.var(0, unbiased=False)
     net.norm.running_mean.copy_(mean)
     net.norm.running_var.copy_(var)

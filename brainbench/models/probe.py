@@ -57,6 +57,14 @@ class ProbeConfig(StrictModel):
         return np.logspace(*self.log10_alpha, self.n_alphas)
 
 
+def embeddings(encoder: nn.Module, data: Dataset, batch_size: int) -> np.ndarray:
+    """(N, D) float64 `encoder.encode` of every sample of `data`, in batches, without gradients."""
+    loader = DataLoader(data, batch_size=batch_size)
+    with torch.inference_mode():
+        rows = [encoder.encode(x.float()) for x, _ in loader]
+    return torch.cat(rows).double().numpy()
+
+
 class ProbeEstimator:
     """Estimator (models/base.py) fitting a linear or MLP probe on frozen embeddings."""
 
@@ -68,10 +76,7 @@ class ProbeEstimator:
 
     def embed(self, data: Dataset) -> np.ndarray:
         """(N, D) float64 embeddings of every sample of `data`."""
-        loader = DataLoader(data, batch_size=self.params.batch_size)
-        with torch.inference_mode():
-            rows = [self.encoder.encode(x.float()) for x, _ in loader]
-        return torch.cat(rows).double().numpy()
+        return embeddings(self.encoder, data, self.params.batch_size)
 
     def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
         """Embed, standardise with training statistics and fit the probe (CV on `train`)."""

@@ -105,8 +105,10 @@ class TrainingModule(L.LightningModule):
         return self._step(batch, "val_loss")
 
     def _pretrained(self) -> list[nn.Parameter]:
-        prefix = self.finetune.prefix if self.finetune else None
-        return [p for n, p in self.net.named_parameters() if prefix and n.startswith(prefix)]
+        if self.finetune is None:
+            return []
+        prefix = self.finetune.prefix
+        return [p for n, p in self.net.named_parameters() if n.startswith(prefix)]
 
     def on_train_epoch_start(self) -> None:
         if self.finetune is not None:
