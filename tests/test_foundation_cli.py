@@ -132,6 +132,21 @@ def test_builtin_suites_name_real_tasks_and_models_that_support_them(name: str):
             "tasks:\n  mri/age:\n    modles: [sfcn]\n",
             "tasks.mri/age.modles: Extra inputs are not permitted",
         ),
+        (
+            ["run", "--suite", "SUITE"],
+            "settings: 5\ntasks:\n  mri/age:\n    models: [ridge]\n",
+            "settings: Input should be a valid list",
+        ),
+        (
+            ["run", "--suite", "SUITE"],
+            "settings: [trainer.lrr=0.1]\ntasks:\n  mri/age:\n    models: [ridge]\n",
+            "unknown config key 'trainer.lrr'",
+        ),
+        (
+            ["run", "--suite", "SUITE"],
+            "tasks:\n  mri/age:\n    models: [ridge]\n    overrides: [trainer.lrr=0.1]\n",
+            "unknown config key 'trainer.lrr'",
+        ),
     ],
 )
 def test_suite_mistakes_exit_2(args, text, expected, tmp_path, capsys):
