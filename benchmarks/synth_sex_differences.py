@@ -32,10 +32,8 @@ def measure(index: int) -> dict:
     sex = "FM"[(index // 2) % 2]
     latents = render.sample_latents(age, sex, False, False, gen.stream(7, "latents", index))
     site = gen.SITE_BY_NAME["camcan"]
-    _, _, _, volumes = render.render(
-        _TEMPLATE, site, 64, age, latents, gen.stream(7, "image", index)
-    )
-    return {"age": age, "sex": sex, **volumes}
+    scan = render.render(_TEMPLATE, site, 64, age, latents, gen.stream(7, "image", index))
+    return {"age": age, "sex": sex, **scan.measured}
 
 
 def main() -> None:

@@ -47,6 +47,11 @@ class DataConfig(StrictModel):
     preset: str = Field("default", description="size preset of the embedded cohort")
     cohort_seed: Seed = Field(0, description="seed of the embedded cohort generator")
     cache_dir: Path | None = Field(None, description="array cache; None = home()/cache")
+    mix_renderings: bool = Field(
+        True,
+        description="train on every rendering of a scan the dataset holds (skull-stripped by its "
+        "brain mask, standard spaces), one drawn per step; evaluation uses the scans as given",
+    )
 
 
 class PreprocessConfig(StrictModel):
@@ -54,6 +59,11 @@ class PreprocessConfig(StrictModel):
     shape: tuple[int, int, int] = Field((40, 48, 40), description="output grid (voxels)")
     crop_to_brain: bool = True
     percentiles: tuple[float, float] = (0.5, 99.5)
+    skull_strip: Literal["none", "mask"] = Field(
+        "none",
+        description="none: images as given (with or without skull); mask: multiply every image "
+        "by the subject's brain mask from the dataset's derivatives (*_desc-brain_mask.nii.gz)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PreprocessConfig:

@@ -1,4 +1,7 @@
-"""The 8-class subcortical label set: the cohort generator writes it, mri/seg scores it."""
+"""The label set of the cohort's label maps: subcortical structures and lateral ventricles.
+
+The generator writes it, mri/seg scores it, predict reports a volume per label.
+"""
 
 SUBCORTICAL_LABELS: tuple[str, ...] = (
     "background",
@@ -9,4 +12,6 @@ SUBCORTICAL_LABELS: tuple[str, ...] = (
     "pallidum",
     "thalamus",
     "accumbens",
+    "left_lateral_ventricle",
+    "right_lateral_ventricle",
 )

@@ -5,13 +5,16 @@ input is preprocessed exactly as in training (the run's `preprocess` config). Sc
 one row per file (predictions.tsv); voxel-wise tasks give a volume per file, resampled from the
 preprocessed grid back onto the input's own voxel grid and affine (nearest neighbour for label
 maps, linear for images), so it overlays the input. Segmentations add structure volumes (ml).
+Every input is compared with the run's training inputs (data/ood.py): predictions.tsv says
+per input whether it is unlike them (`ood`) and why (`ood_reason`); a constant image is
+flagged and gets no prediction.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from brainbench.config import ExperimentConfig, home
 from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.nifti import load_nifti
+from brainbench.data.ood import read_profiles
 from brainbench.data.preprocess import grid_affine
 from brainbench.data.records import SubjectRecord
 from brainbench.errors import ConfigError
@@ -79,25 +83,59 @@ def predict_files(
     stems = [_stem(f) for f in files]
     if len(set(stems)) < len(stems):
         raise ConfigError("two input files share a name; their outputs would overwrite each other.")
+    usable = [np.ptp(np.asanyarray(img.dataobj)) > 0 for img in images]
     records = [
         SubjectRecord(subject=s, age=math.nan, sex="", site="", images={spec.inputs[0]: f})
-        for s, f in zip(stems, files, strict=True)
+        for s, f, ok in zip(stems, files, usable, strict=True)
+        if ok
     ]
     cache = VolumeCache(config.data.cache_dir or home() / "cache")
     data = VolumeDataset(records, list(spec.inputs), None, config.preprocess, cache)
-    predictions = np.asarray(estimator.predict(data))
+    volumes = iter([data.volume(i)[0] for i in range(len(data))])
+    flags = _flags(run_dir, spec.inputs[0], images, usable, volumes, config.preprocess.spacing)
+    predicted = iter(np.asarray(estimator.predict(data)) if records else [])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if spec.kind in VOXEL_KINDS:
-        table = _write_volumes(spec, config, files, images, predictions, out)
+        keep = [i for i, ok in enumerate(usable) if ok]
+        kept = ([files[i] for i in keep], [images[i] for i in keep], list(predicted))
+        table = _write_volumes(spec, config, *kept, out)
+        table = pd.DataFrame({"file": [str(f) for f in files]}).merge(table, how="left")
     else:
-        table = pd.DataFrame({"file": [str(f) for f in files], "prediction": predictions})
+        values = [next(predicted) if ok else math.nan for ok in usable]
+        table = pd.DataFrame({"file": [str(f) for f in files], "prediction": values})
         if spec.kind == "classification":
             table = table.rename(columns={"prediction": f"p_{spec.target}"})
+    if flags is not None:
+        table["ood"] = ["yes" if reasons else "no" for reasons in flags]
+        table["ood_reason"] = ["; ".join(reasons) for reasons in flags]
     table.to_csv(out / "predictions.tsv", sep="\t", index=False)
     log(table.to_string(index=False))
+    if flags is not None and any(flags):
+        log(
+            f"warning: {sum(map(bool, flags))} of {len(files)} inputs are unlike the scans "
+            f"{run_dir} was trained on; see the ood_reason column of {out / 'predictions.tsv'}."
+        )
     log(f"wrote {out / 'predictions.tsv'}")
     return table
+
+
+def _flags(
+    run_dir: Path,
+    modality: str,
+    images: list[nib.Nifti1Image],
+    usable: list[bool],
+    volumes: Iterator[np.ndarray],
+    spacing: float,
+) -> list[list[str]] | None:
+    """Per input, why it is unlike the run's training inputs (None: the run has no profile)."""
+    profile = read_profiles(run_dir).get(modality)
+    if profile is None:
+        return None
+    return [
+        profile.check(next(volumes) if ok else None, img, spacing)
+        for img, ok in zip(images, usable, strict=True)
+    ]
 
 
 def _write_volumes(
@@ -105,7 +143,7 @@ def _write_volumes(
     config: ExperimentConfig,
     files: list[Path],
     images: list[nib.Nifti1Image],
-    predictions: np.ndarray,
+    predictions: Sequence[np.ndarray],
     out: Path,
 ) -> pd.DataFrame:
     """One NIfTI per input on its own grid; a table of outputs (and structure volumes)."""
@@ -130,4 +168,4 @@ def _write_volumes(
                 if k > 0
             }
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["file", "output"])

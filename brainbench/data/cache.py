@@ -19,7 +19,7 @@ import numpy as np
 
 from brainbench.config import PreprocessConfig
 from brainbench.data.nifti import load_nifti
-from brainbench.data.preprocess import preprocess_key, preprocess_volume
+from brainbench.data.preprocess import preprocess_key, preprocess_volume, skull_strip
 from brainbench.errors import DataError
 
 CACHE_VERSION = "1"  # bump when the entry format changes
@@ -74,11 +74,14 @@ class VolumeCache:
         *,
         is_label: bool = False,
         reference: Path | None = None,
+        mask: Path | None = None,
     ) -> str:
-        """The entry name: content hashes of the file (and reference) + config + versions."""
+        """The entry name: content hashes of the file (reference, mask) + config + versions."""
         parts = [CACHE_VERSION, preprocess_key(cfg), str(is_label), self.content_hash(path)]
         if reference is not None and cfg.crop_to_brain:
             parts.append(self.content_hash(reference))
+        if mask is not None:
+            parts.append("mask:" + self.content_hash(mask))
         return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
     def get(
@@ -88,19 +91,22 @@ class VolumeCache:
         *,
         is_label: bool = False,
         reference: Path | None = None,
+        mask: Path | None = None,
     ) -> np.ndarray:
         """The preprocessed volume of `path`, from the cache or computed and stored.
 
         A label map (`is_label`) is cropped like its `reference` image when cropping is on.
+        `mask` (a brain mask on the image's grid) skull-strips the image, or for a label map
+        its reference, before cropping.
         """
-        key = self.key(path, cfg, is_label=is_label, reference=reference)
+        key = self.key(path, cfg, is_label=is_label, reference=reference, mask=mask)
         entry = self.root / key[:2] / f"{key}.npy"
         array = self._read(entry)
         if array is not None:
             self.hits += 1
             return array
         self.misses += 1
-        array = self._compute(Path(path), cfg, is_label, reference)
+        array = self._compute(Path(path), cfg, is_label, reference, mask)
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         data = buffer.getvalue()
@@ -110,14 +116,23 @@ class VolumeCache:
 
     @staticmethod
     def _compute(
-        path: Path, cfg: PreprocessConfig, is_label: bool, reference: Path | None
+        path: Path,
+        cfg: PreprocessConfig,
+        is_label: bool,
+        reference: Path | None,
+        mask: Path | None,
     ) -> np.ndarray:
         img = load_nifti(path)
         ref = load_nifti(reference) if reference is not None and cfg.crop_to_brain else None
         try:
+            if mask is not None and is_label and ref is not None:
+                ref = skull_strip(ref, load_nifti(mask))
+            elif mask is not None and not is_label:
+                img = skull_strip(img, load_nifti(mask))
             return preprocess_volume(img, cfg, is_label=is_label, reference=ref)
         except DataError as exc:
-            raise DataError(f"image {path}: {exc}") from None
+            masked = f" with brain mask {mask}" if mask is not None else ""
+            raise DataError(f"image {path}{masked}: {exc}") from None
 
     def _read(self, entry: Path) -> np.ndarray | None:
         """The stored array, or None when absent or failing its checksum."""

@@ -15,6 +15,9 @@ from brainbench.data.records import SubjectRecord
 from brainbench.errors import DataError
 
 LABEL_MODALITIES = ("seg",)
+# Training draws a contrast exponent per image in this range (log-uniform): grey/white contrast
+# differs across scanners and sequences more than between adults, so it must not read as age.
+CONTRAST_GAMMA = (0.67, 1.5)
 
 
 def column_value(record: SubjectRecord, column: str) -> float | str | None:
@@ -78,11 +81,39 @@ class SubjectDataset(Dataset):
         return np.array([r.stage for r in self.records], dtype=object)
 
 
+Rendering = tuple[dict[str, Path], Path | None]  # images by modality, brain mask to apply
+
+
+def record_renderings(
+    record: SubjectRecord, modalities: list[str], strip: bool, mix: bool
+) -> list[Rendering]:
+    """The (images, mask) ways a record can be shown; the first is the scans as given.
+
+    `strip` (preprocess.skull_strip=mask) applies the brain mask always; `mix` adds the scans
+    skull-stripped by their mask and the standard-space renderings that hold every modality.
+    """
+    sets = [(record.images, record.brain_mask)]
+    sets += [
+        (space.images, space.brain_mask)
+        for space in record.spaces
+        if mix and all(m in space.images for m in modalities)
+    ]
+    out: list[Rendering] = []
+    for images, mask in sets:
+        if strip and mask is not None:
+            out.append((images, mask))
+        elif not strip:
+            out += [(images, None)] + ([(images, mask)] if mix and mask is not None else [])
+    return out if mix else out[:1]
+
+
 class VolumeDataset(SubjectDataset):
     """Item i is (x: float32 tensor (C, *cfg.shape), y: float32 scalar tensor; NaN if no target).
 
     Channels follow `modalities`; a label modality ('seg') is cropped like the record's first
-    image modality. Holds no open files, so it pickles into DataLoader workers.
+    image modality. With `mix` (training) each item is one of the record's renderings, drawn
+    with torch's generator; `volume(i)` is always the scans as given. Holds no open files, so
+    it pickles into DataLoader workers.
     """
 
     def __init__(
@@ -92,7 +123,10 @@ class VolumeDataset(SubjectDataset):
         target: str | None,
         cfg: PreprocessConfig,
         cache: VolumeCache,
+        *,
+        mix: bool = False,
     ) -> None:
+        strip = cfg.skull_strip == "mask"
         for record in records:
             for modality in modalities:
                 if modality not in record.images:
@@ -101,39 +135,50 @@ class VolumeDataset(SubjectDataset):
                         f"subject '{record.key}' has no {modality} image (has: {have}); add the "
                         f"file or drop the subject from the dataset."
                     )
+            if strip and record.brain_mask is None:
+                raise DataError(
+                    f"subject '{record.key}' has no brain mask, which preprocess.skull_strip=mask "
+                    f"needs; add derivatives/<pipeline>/sub-{record.subject}/anat/"
+                    f"sub-{record.subject}_desc-brain_mask.nii.gz or set "
+                    "preprocess.skull_strip=none."
+                )
         self.records = list(records)
         self.modalities = list(modalities)
         self.target = target
         self.cfg = cfg
         self.cache = cache
+        self.mix = mix
+        self.renderings = [record_renderings(r, self.modalities, strip, mix) for r in self.records]
         values = [target_value(r, target) if target else np.nan for r in self.records]
         self._targets = np.asarray(values, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def volume(self, i: int) -> np.ndarray:
-        """The (C, *shape) float32 array of record i."""
+    def volume(self, i: int, rendering: int = 0) -> np.ndarray:
+        """The (C, *shape) float32 array of record i (as given, or its rendering number k)."""
         record = self.records[i]
-        reference = self._reference(record)
+        images, mask = self.renderings[i][rendering]
+        reference = self._reference(record, images)
         channels = [
             self.cache.get(
-                record.images[m],
+                images[m],
                 self.cfg,
                 is_label=m in LABEL_MODALITIES,
                 reference=reference if m in LABEL_MODALITIES else None,
+                mask=mask,
             )
             for m in self.modalities
         ]
         return np.stack(channels).astype(np.float32, copy=False)
 
-    def _reference(self, record: SubjectRecord) -> Path | None:
+    def _reference(self, record: SubjectRecord, images: dict[str, Path]) -> Path | None:
         """The image a label map is cropped like: the first requested image modality it has."""
         if not any(m in LABEL_MODALITIES for m in self.modalities):
             return None
-        for modality in [*self.modalities, *record.images]:
-            if modality not in LABEL_MODALITIES and modality in record.images:
-                return record.images[modality]
+        for modality in [*self.modalities, *images]:
+            if modality not in LABEL_MODALITIES and modality in images:
+                return images[modality]
         if self.cfg.crop_to_brain:
             raise DataError(
                 f"subject '{record.key}' has a label map but no image to crop it like; add its "
@@ -141,14 +186,30 @@ class VolumeDataset(SubjectDataset):
             )
         return None
 
+    def drawn(self, i: int) -> tuple[np.ndarray, int]:
+        """Record i's volume as training shows it: a random rendering at a random contrast
+        (with `mix`; else as given), and the rendering's number."""
+        count = len(self.renderings[i])
+        if not self.mix:
+            return self.volume(i), 0
+        rendering = int(torch.randint(count, ())) if count > 1 else 0
+        volume = self.volume(i, rendering)
+        for c, modality in enumerate(self.modalities):
+            if modality not in LABEL_MODALITIES:
+                low, high = np.log(CONTRAST_GAMMA)
+                gamma = float(np.exp(low + (high - low) * float(torch.rand(()))))
+                volume[c] = volume[c] ** np.float32(gamma)
+        return volume, rendering
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.volume(i)), torch.tensor(self._targets[i])
+        return torch.from_numpy(self.drawn(i)[0]), torch.tensor(self._targets[i])
 
     def to_array(self) -> np.ndarray:
-        """Every volume stacked: (N, C, *shape) float32."""
+        """Every volume as given, stacked: (N, C, *shape) float32."""
         return np.stack([self.volume(i) for i in range(len(self))])
 
     def warm(self) -> None:
-        """Preprocess every entry once so later epochs only read the cache."""
-        for i in range(len(self)):
-            self.volume(i)
+        """Preprocess every rendering once so later epochs only read the cache."""
+        for i, options in enumerate(self.renderings):
+            for k in range(len(options)):
+                self.volume(i, k)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from brainbench.config import PreprocessConfig
 from brainbench.data.cache import VolumeCache
-from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset
+from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset, record_renderings
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import foreground, grid_affine
 from brainbench.data.records import SubjectRecord
@@ -50,8 +50,13 @@ class PairDataset(VolumeDataset):
         cache: VolumeCache,
         *,
         n_labels: int,
+        mix: bool = False,
     ) -> None:
-        super().__init__(records, inputs, None, cfg, cache)
+        super().__init__(records, inputs, None, cfg, cache, mix=mix)
+        strip = cfg.skull_strip == "mask"
+        self.renderings = [
+            record_renderings(r, [*inputs, target], strip, mix) for r in self.records
+        ]
         self.target_modality = target
         self.is_label = target in LABEL_MODALITIES
         self.n_labels = n_labels
@@ -69,14 +74,18 @@ class PairDataset(VolumeDataset):
                         f"{_shape(image)}; resample the labels onto the image grid."
                     )
 
-    def reference(self, i: int) -> Path:
+    def reference(self, i: int, rendering: int = 0) -> Path:
         """The image whose grid the target of record i is sampled on (the first input)."""
-        return self.records[i].images[self.modalities[0]]
+        return self.renderings[i][rendering][0][self.modalities[0]]
 
-    def target_volume(self, i: int) -> np.ndarray:
+    def target_volume(self, i: int, rendering: int = 0) -> np.ndarray:
         """The (*shape) float32 target of record i: integer labels or intensities in [0, 1]."""
-        path = self.records[i].images[self.target_modality]
-        volume = self.cache.get(path, self.cfg, is_label=self.is_label, reference=self.reference(i))
+        images, mask = self.renderings[i][rendering]
+        path = images[self.target_modality]
+        reference = self.reference(i, rendering)
+        volume = self.cache.get(
+            path, self.cfg, is_label=self.is_label, reference=reference, mask=mask
+        )
         if self.is_label and volume.size and volume.max() >= self.n_labels:
             raise DataError(
                 f"label map {path} has label {int(volume.max())}; labels must be 0..."
@@ -98,13 +107,15 @@ class PairDataset(VolumeDataset):
         return grid_affine(load_nifti(self.reference(i)), self.cfg)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.volume(i)), torch.from_numpy(self.target_volume(i)[None])
+        volume, k = self.drawn(i)
+        return torch.from_numpy(volume), torch.from_numpy(self.target_volume(i, k)[None])
 
     def warm(self) -> None:
-        """Preprocess every input and target once (and check the labels)."""
-        for i in range(len(self)):
-            self.volume(i)
-            self.target_volume(i)
+        """Preprocess every input and target rendering once (and check the labels)."""
+        for i, options in enumerate(self.renderings):
+            for k in range(len(options)):
+                self.volume(i, k)
+                self.target_volume(i, k)
 
 
 class PatchDataset(Dataset):

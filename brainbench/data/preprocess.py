@@ -17,7 +17,7 @@ from scipy import ndimage
 from brainbench.config import PreprocessConfig
 from brainbench.errors import DataError
 
-PREPROCESS_VERSION = "1"  # bump when the output of preprocess_volume changes
+PREPROCESS_VERSION = "2"  # bump when the output of preprocess_volume changes
 FOREGROUND_FRACTION = 0.1  # of the 99.9th intensity percentile
 SLICE_FRACTION = 0.02  # a slice belongs to the brain's box if it holds this share of the fullest
 
@@ -77,6 +77,21 @@ def _resample(
     return ndimage.affine_transform(
         block, matrix, offset - lo, output_shape=cfg.shape, order=order, mode="constant", cval=0.0
     ).astype(np.float32)
+
+
+def skull_strip(img: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
+    """`img` with every voxel outside the brain `mask` (same grid, non-zero = brain) set to 0."""
+    if mask.shape[:3] != img.shape[:3] or not np.allclose(mask.affine, img.affine, atol=1e-3):
+        raise DataError(
+            f"the brain mask is on another grid (shape {mask.shape[:3]}) than the image (shape "
+            f"{img.shape[:3]}); give the mask the image's grid or set preprocess.skull_strip=none."
+        )
+    brain = np.asanyarray(mask.dataobj)
+    brain = brain[..., 0] if brain.ndim == 4 else brain
+    if not np.any(brain):
+        raise DataError("the brain mask is empty; replace it or set preprocess.skull_strip=none.")
+    data = np.asanyarray(img.dataobj).astype(np.float32) * (brain > 0)
+    return nib.Nifti1Image(data, img.affine, img.header)
 
 
 def normalise(volume: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:

@@ -9,11 +9,22 @@ from brainbench.stages import stage_of
 
 
 @dataclass(frozen=True)
+class SpaceImages:
+    """A subject's scans resampled into a standard space (e.g. MNI152NLin2009cAsym)."""
+
+    space: str
+    images: dict[str, Path]
+    brain_mask: Path | None = None
+
+
+@dataclass(frozen=True)
 class SubjectRecord:
     """One subject (and session): identity, demographics, phenotypes and image paths.
 
     `images` maps a modality name ("T1w", "T2w", "FLAIR", "dwi", "seg") to a NIfTI path.
     `phenotypes` holds every other participants column (numbers or strings, None if missing).
+    `brain_mask` is the native-space brain mask (skull-stripping); `spaces` the same scans in
+    standard spaces, when the dataset's derivatives hold them.
     """
 
     subject: str
@@ -23,6 +34,8 @@ class SubjectRecord:
     session: str | None = None
     phenotypes: dict[str, float | str | None] = field(default_factory=dict)
     images: dict[str, Path] = field(default_factory=dict)
+    brain_mask: Path | None = None
+    spaces: tuple[SpaceImages, ...] = ()
 
     @property
     def key(self) -> str:

@@ -21,7 +21,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict
-from brainbench.data.dataset import target_value
+from brainbench.data.dataset import VolumeDataset, target_value
+from brainbench.data.ood import PROFILE_FILE, fit_profiles, write_profiles
 from brainbench.data.records import SubjectRecord
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.data.subsets import in_stages, label_subset
@@ -184,6 +185,7 @@ def run_seeds(
     rank_zero = is_global_zero()
     if not rank_zero and entry.kind != "torch":
         return written  # only distributed training needs the extra processes
+    profiles: list = []  # the training inputs' profiles, fitted for the first seed that runs
     for seed, rdir in zip(config.seeds, experiment.run_dirs(), strict=True):
         if is_complete(rdir) and not force:
             log(f"  {config.model_name} seed {seed}: done already ({rdir}); --force reruns it")
@@ -221,13 +223,17 @@ def run_seeds(
             "peak_memory_mb": peak_memory_mb(),
             **environment_info(),
         }
+        files = {WEIGHTS: estimator.save, **result.files}
+        if isinstance(datasets["train"], VolumeDataset):
+            profiles = profiles or fit_profiles(datasets["train"])
+            files[PROFILE_FILE] = lambda path, fitted=profiles: write_profiles(fitted, path)
         written.append(
             write_record(
                 rdir,
                 config=config_to_dict(config) | {"model_params": experiment.params.model_dump()},
                 metrics=payload,
                 predictions=result.predictions,
-                files={WEIGHTS: estimator.save, **result.files},
+                files=files,
             )
         )
         value = result.metrics[spec.headline]

@@ -40,7 +40,14 @@ def prepare(config: ExperimentConfig, log) -> dict[str, VolumeDataset]:
     )
     cache = VolumeCache(config.data.cache_dir or home() / "cache")
     datasets = {
-        name: VolumeDataset(subset, list(spec.inputs), spec.target, config.preprocess, cache)
+        name: VolumeDataset(
+            subset,
+            list(spec.inputs),
+            spec.target,
+            config.preprocess,
+            cache,
+            mix=name == "train" and config.data.mix_renderings,
+        )
         for name, subset in chosen.items()
     }
     warm(datasets, config, log)

@@ -44,6 +44,7 @@ def prepare(config: ExperimentConfig, log) -> dict[str, PairDataset]:
             config.preprocess,
             cache,
             n_labels=len(STRUCTURES),
+            mix=name == "train" and config.data.mix_renderings,
         )
         for name, subset in chosen.items()
     }

@@ -205,7 +205,10 @@ def _datasets(config: PretrainConfig, log: Callable[[str], Any]) -> dict[str, Vo
                 f"{', '.join(config.modalities)}; pretraining needs at least 2 train and 1 val "
                 "subject. Check the data or the 'modalities' key."
             )
-        out[name] = VolumeDataset(subset, config.modalities, None, config.preprocess, cache)
+        mix = name == "train" and config.data.mix_renderings
+        out[name] = VolumeDataset(
+            subset, config.modalities, None, config.preprocess, cache, mix=mix
+        )
     log(f"pretrain {config.name}: train {len(out['train'])}, val {len(out['val'])} subjects")
     return out
 

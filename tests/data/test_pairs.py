@@ -25,7 +25,7 @@ def records() -> list[SubjectRecord]:
 
 
 def _pairs(records, tmp_path, target: str = "seg") -> PairDataset:
-    return PairDataset(records, ["T1w"], target, CFG, VolumeCache(tmp_path / "c"), n_labels=8)
+    return PairDataset(records, ["T1w"], target, CFG, VolumeCache(tmp_path / "c"), n_labels=10)
 
 
 def test_pairs_align_labels_with_their_image(records, tmp_path) -> None:
@@ -33,7 +33,7 @@ def test_pairs_align_labels_with_their_image(records, tmp_path) -> None:
     x, y = pairs[0]
     assert x.shape == (1, *CFG.shape) and y.shape == (1, *CFG.shape)
     labels = y.numpy()[0].astype(int)
-    assert labels.max() <= 7 and (labels > 0).any()
+    assert labels.max() <= 9 and (labels > 0).any()
     # every labelled voxel of the output grid lies on the same label in the input space
     raw = nib.load(records[0].images["seg"])
     world = grid_affine(nib.load(records[0].images["T1w"]), CFG)
@@ -59,10 +59,10 @@ def _with_label(record: SubjectRecord, path, data: np.ndarray, affine) -> Subjec
 def test_label_outside_range_names_the_file(records, tmp_path) -> None:
     raw = nib.load(records[0].images["seg"])
     data = np.asanyarray(raw.dataobj).copy()
-    data[data == 6] = 9
+    data[data == 6] = 12
     bad = _with_label(records[0], tmp_path / "bad_dseg.nii.gz", data, raw.affine)
     pairs = _pairs([bad], tmp_path)
-    with pytest.raises(DataError, match=r"bad_dseg\.nii\.gz.*label 9"):
+    with pytest.raises(DataError, match=r"bad_dseg\.nii\.gz.*label 12"):
         pairs.warm()
 
 

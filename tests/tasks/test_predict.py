@@ -25,7 +25,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def t1w() -> list[Path]:
-    return sorted(ensure_cohort("debug", 0).rglob("sub-*_T1w.nii.gz"))[:2]
+    return sorted(ensure_cohort("debug", 0).glob("sub-*/anat/sub-*_T1w.nii.gz"))[:2]
 
 
 def test_scalar_run_writes_one_row_per_file(runs, t1w, tmp_path: Path) -> None:
@@ -43,10 +43,40 @@ def test_segmentation_overlays_the_input(runs, t1w, tmp_path: Path) -> None:
     labels = nib.load(out)
     assert labels.shape == image.shape and np.allclose(labels.affine, image.affine)
     data = np.asanyarray(labels.dataobj)
-    assert data.dtype == np.uint8 and data.max() <= 7
+    assert data.dtype == np.uint8 and data.max() <= 9
     table = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
     voxel_ml = abs(np.linalg.det(image.affine[:3, :3])) / 1000
     assert table.loc[0, "thalamus_ml"] == pytest.approx((data == 6).sum() * voxel_ml, abs=1e-3)
+
+
+def _partial(path: Path, out: Path) -> Path:
+    """The scan with its upper 40% (superior) cut off, as a short field of view leaves it."""
+    image = nib.as_closest_canonical(nib.load(path))
+    keep = int(image.shape[2] * 0.6)
+    nib.save(image.slicer[:, :, :keep], out)
+    return out
+
+
+def test_inputs_unlike_training_are_flagged(runs, t1w, tmp_path: Path, capsys) -> None:
+    """A T2w given to a T1w model, a partial field of view and a constant image are flagged
+    with their reasons (the constant one gets no prediction); training-like scans are not."""
+    cohort = ensure_cohort("debug", 0)
+    participants = pd.read_csv(cohort / "participants.tsv", sep="\t")
+    adult = participants[participants.age.between(30, 60)].participant_id.iloc[0]
+    t2w = cohort / adult / "anat" / f"{adult}_T2w.nii.gz"  # a fetal T2w is near its T1w
+    partial = _partial(t1w[0], tmp_path / "partial.nii.gz")
+    constant = tmp_path / "constant.nii.gz"
+    image = nib.load(t1w[0])
+    nib.save(nib.Nifti1Image(np.full(image.shape, 7.0, np.float32), image.affine), constant)
+    files = [*t1w, t2w, partial, constant]
+    assert main(["predict", str(runs["mri-age"]), *map(str, files), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "predictions.tsv", sep="\t", keep_default_na=False)
+    assert table["ood"].tolist() == ["no", "no", "yes", "yes", "yes"]
+    reasons = table["ood_reason"].tolist()
+    assert "histogram" in reasons[2] or "correlation" in reasons[2]
+    assert "partial field of view" in reasons[3]
+    assert "constant image" in reasons[4] and table["prediction"][4] == ""
+    assert "3 of 5 inputs are unlike the scans" in capsys.readouterr().out
 
 
 def test_label_maps_go_back_to_the_input_grid_by_nearest_neighbour() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from brainbench.config import DataConfig
 from brainbench.data.records import SubjectRecord
+from brainbench.data.sources.derivatives import read_preprocessed
 from brainbench.data.sources.table import (
     parse_age,
     parse_sex,
@@ -88,7 +89,8 @@ def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[Subj
     """One SubjectRecord per subject (and session) of a BIDS dataset.
 
     `columns` maps participant_id/age/sex/site to differently named participants.tsv columns.
-    Label maps come from derivatives/labels/sub-*/[ses-*/]anat/*_dseg.nii[.gz] (key "seg").
+    Label maps come from derivatives/labels/sub-*/[ses-*/]anat/*_dseg.nii[.gz] (key "seg");
+    brain masks and standard-space scans from any derivatives folder (sources/derivatives.py).
     """
     root = Path(root)
     if not root.is_dir():
@@ -114,6 +116,7 @@ def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[Subj
             images = find_images(folder, SUFFIXES)
             rel = folder.relative_to(root)
             images |= find_images(root / "derivatives" / "labels" / rel, LABELS)
+            brain_mask, spaces = read_preprocessed(root, rel)
             age_text = ages.get(session or "", row[columns["age"]])
             record = SubjectRecord(
                 subject=label,
@@ -123,6 +126,8 @@ def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[Subj
                 session=session,
                 phenotypes={k: parse_value(v) for k, v in row.items() if k and k not in known},
                 images=images,
+                brain_mask=brain_mask,
+                spaces=spaces,
             )
             records.append(record)
     return records

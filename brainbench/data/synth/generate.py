@@ -30,7 +30,11 @@ from brainbench.labels import SUBCORTICAL_LABELS as LABELS
 from brainbench.progress import track
 from brainbench.stages import STAGES
 
-GENERATOR_VERSION = "3"  # 3: sex differences calibrated (brain volume by age, subcortical d)
+# 3: sex differences calibrated (brain volume by age, subcortical d); 4: brain masks, MNI-space
+# T1w, lateral-ventricle labels
+GENERATOR_VERSION = "4"
+MNI_SPACE = "MNI152NLin2009cAsym"
+PREPROC = Path("derivatives") / "preproc"  # brain masks and MNI renderings, fMRIPrep's names
 MARKER = Path("derivatives") / "brainbench_synth.json"
 DROPPED_BITS = 12  # float32 mantissa bits not stored (see round_mantissa)
 
@@ -145,16 +149,22 @@ def make_subject(root: Path, seed: int, grid: int, row: dict) -> tuple[dict, dic
         age, sex, bool(disease["dementia"]), bool(disease["hypertension"]),
         stream(seed, "anatomy", index),
     )  # fmt: skip
-    images, labels, affine, measured = render.render(
-        template, site, grid, age, latents, stream(seed, "anat-image", index)
-    )
+    scan = render.render(template, site, grid, age, latents, stream(seed, "anat-image", index))
     sub = subject_id(index)
-    for modality, image in images.items():
+    for modality, image in scan.images.items():
         folder = "dwi" if modality == "dwi" else "anat"
-        write_nifti(root / sub / folder / f"{sub}_{modality}.nii.gz", image, affine)
-    write_nifti(
-        root / "derivatives" / "labels" / sub / "anat" / f"{sub}_dseg.nii.gz", labels, affine
+        write_nifti(root / sub / folder / f"{sub}_{modality}.nii.gz", image, scan.affine)
+    anat = Path(sub) / "anat"
+    labels = root / "derivatives" / "labels" / anat / f"{sub}_dseg.nii.gz"
+    write_nifti(labels, scan.labels, scan.affine)
+    mask = root / PREPROC / anat / f"{sub}_desc-brain_mask.nii.gz"
+    write_nifti(mask, scan.brain_mask, scan.affine)
+    mni = render.render(
+        template, site, grid, age, latents, stream(seed, "mni-image", index), space="mni"
     )
+    prefix = root / PREPROC / anat / f"{sub}_space-{MNI_SPACE}"
+    write_nifti(Path(f"{prefix}_T1w.nii.gz"), mni.images["T1w"], mni.affine)
+    write_nifti(Path(f"{prefix}_desc-brain_mask.nii.gz"), mni.brain_mask, mni.affine)
     pheno = phenotypes.derived(age, sex, disease, latents, stream(seed, "phenotypes", index))
     participant = {
         "participant_id": sub,
@@ -163,7 +173,7 @@ def make_subject(root: Path, seed: int, grid: int, row: dict) -> tuple[dict, dic
         "site": site.name,
         **pheno,
     }
-    return participant, {"participant_id": sub, **latents, **measured}
+    return participant, {"participant_id": sub, **latents, **scan.measured}
 
 
 def _make_subject_job(args: tuple[Path, int, int, dict]) -> tuple[dict, dict]:
@@ -231,6 +241,10 @@ def generate_cohort(
         labels_root / "dataset_description.json",
         {**_description(spec, seed), "Name": "subcortical labels", "DatasetType": "derivative"},
     )
+    write_json(
+        root / PREPROC / "dataset_description.json",
+        {**_description(spec, seed), "Name": "brain masks, MNI space", "DatasetType": "derivative"},
+    )
     write_json(root / MARKER, _generator_record(spec, seed))
     return root
 
@@ -261,7 +275,11 @@ def _generator_record(spec: Preset, seed: int) -> dict:
         "modalities": list(render.MODALITIES),
         "labels": list(LABELS),
         "template": "MNI152 2009 (nilearn), 2 mm",
-        "streams": ["cohort", "clinical", "anatomy", "anat-image", "phenotypes"],
+        "streams": ["cohort", "clinical", "anatomy", "anat-image", "mni-image", "phenotypes"],
+        "derivatives": {
+            "labels": "subcortical and lateral-ventricle label maps (dseg)",
+            "preproc": f"brain masks (desc-brain_mask) and T1w in {MNI_SPACE} space",
+        },
         "latents": LATENT_DESCRIPTIONS,
         "sites": [site.to_dict() for site in SITES],
     }

@@ -4,6 +4,11 @@ A subject's voxel grid maps to template space through an affine (head size, shap
 smooth random displacement; one `map_coordinates` pass per template channel gives its tissue
 fractions, which contrast tables per modality turn into T1w, T2w, FLAIR and mean-diffusivity
 images, with a site-specific gamma, bias field, intensity scale and Rician noise.
+
+Every rendering comes with a brain mask whose edge wanders as skull-stripping tools leave it
+(some CSF kept, the cortex occasionally clipped), so a scan can also be given skull-stripped.
+In MNI space (`space="mni"`) the grid is the MNI152 field of view and the subject is
+affinely normalised: no head size, shape or pose, only the individual deformation is left.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ NOISE_FACTOR = {"T1w": 1.0, "T2w": 1.2, "FLAIR": 1.4, "dwi": 2.0}
 SCALP_MM = 5.0  # template mm
 EDGE_MM = 0.8  # softness of the head layers
 HULL_MARGIN_MM = 4.0
+# Brain-mask edge: a subject's share of the extra-axial CSF kept, then +/- a smooth wander (mm),
+# as BET/SynthStrip masks differ from the pial surface by 1-2 mm (Hoopes et al. 2022, Fig. 5).
+MASK_CSF_SHARE = (0.2, 1.0)
+MASK_WANDER_MM = 1.0
+MNI_BOX_MM = np.array([[-96.0, -132.0, -78.0], [96.0, 96.0, 114.0]])  # MNI152 2009c, 1 mm FOV
+MIDLINE_MM = 2.0  # ventricle voxels this close to x = 0 (third ventricle) get no lateral label
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], n_freq: int) -> np.ndarray:
@@ -94,6 +105,17 @@ def sample_latents(
             factor *= 0.75 if structure.name == "hippocampus" else 0.85
         latents[f"size_{structure.name}"] = float(factor)
     return {key: float(value) for key, value in latents.items()}
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One rendered scan: images by modality, label map, brain mask (uint8), affine, volumes."""
+
+    images: dict[str, np.ndarray]
+    labels: np.ndarray
+    brain_mask: np.ndarray
+    affine: np.ndarray
+    measured: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -160,6 +182,16 @@ def _structure_fractions(
     return fractions / len(offsets_mm)
 
 
+def mni_grid(grid: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Affine and shape of the MNI152 field of view at 192 / `grid` mm (grid voxels across x)."""
+    spacing = 192.0 / grid
+    extent = (MNI_BOX_MM[1] - MNI_BOX_MM[0]) / spacing
+    shape = tuple(int(n) for n in np.round(extent))
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = MNI_BOX_MM[0] + spacing / 2.0
+    return affine, shape  # type: ignore[return-value]
+
+
 def _coordinates(
     template: Template, to_template: np.ndarray, shape: tuple[int, ...], pose: Pose, rng
 ) -> np.ndarray:
@@ -198,12 +230,22 @@ def render(
     age: float,
     latents: dict[str, float],
     rng: np.random.Generator,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
-    """Images (float32), label map (uint8), affine and measured volumes (ml) of one subject."""
-    shape = (grid,) * 3
-    affine = site.affine(grid, tuple(rng.normal(0.0, 3.0, 3)))
-    pose = sample_pose(age, rng)
-    to_template = voxel_to_template(affine, latents, pose)
+    space: str = "native",
+) -> Rendering:
+    """Images (float32), label map, brain mask, affine and measured volumes (ml) of one subject.
+
+    `space` "native": the site's grid and orientation, the subject's head size and pose;
+    "mni": the MNI152 grid, affinely normalised (see module docstring).
+    """
+    if space == "mni":
+        affine, shape = mni_grid(grid)
+        pose = Pose(np.zeros(3), np.zeros(3), 2.5)
+        to_template = affine
+    else:
+        shape = (grid,) * 3
+        affine = site.affine(grid, tuple(rng.normal(0.0, 3.0, 3)))
+        pose = sample_pose(age, rng)
+        to_template = voxel_to_template(affine, latents, pose)
     coords = _coordinates(template, to_template, shape, pose, rng)
     distance = ndimage.map_coordinates(
         template.channels["head_sd"], coords, order=1, mode="nearest", prefilter=False
@@ -270,11 +312,20 @@ def render(
     for index, structure in enumerate(STRUCTURES):
         measured[f"{structure.name}_ml"] = float(deep[index].sum()) * voxel_ml
 
-    # Each voxel takes the label with the largest partial volume (background = everything else).
-    labels = np.zeros(grid**3, dtype=np.uint8)
-    labels[box] = np.argmax(np.concatenate([1.0 - deep.sum(axis=0)[None], deep]), axis=0)
+    # Each voxel takes the label with the largest partial volume (background = everything else);
+    # ventricle CSF left and right of the midline is the lateral ventricles.
+    x_mm = (np.tensordot(template.affine[0, :3], coords, 1) + template.affine[0, 3]).reshape(-1)
+    ventricle = (vent * brain).reshape(-1)
+    parts = np.zeros((1 + len(STRUCTURES) + 2, ventricle.size), dtype=np.float32)
+    parts[1 : 1 + len(STRUCTURES), box] = deep
+    parts[-2] = ventricle * (x_mm <= -MIDLINE_MM)
+    parts[-1] = ventricle * (x_mm >= MIDLINE_MM)
+    parts[0] = 1.0 - parts.sum(axis=0)
+    labels = np.argmax(parts, axis=0).astype(np.uint8)
+    edge = latents["extra_csf_mm"] * rng.uniform(*MASK_CSF_SHARE)
+    mask = distance < edge + MASK_WANDER_MM * smooth_field(rng, shape, 6)
     images = _images(tissue, box, deep, site, age, latents["myelination"], rng)
-    return images, labels.reshape(shape), affine, measured
+    return Rendering(images, labels.reshape(shape), mask.astype(np.uint8), affine, measured)
 
 
 def _level(modality: str, tissue: str, myelination: float) -> float:
