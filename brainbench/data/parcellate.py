@@ -401,10 +401,12 @@ def _surface_runs(
     by_side = surfaces.labels_by_side(files, atlas, atlas_lh, atlas_rh)
     labels = {side: surfaces.read_vertex_labels(path) for side, path in by_side.items()}
     offset = surfaces.right_offset(*labels.values()) if len(by_side) == 2 else 0
+    if offset and meshes[None] is not None:
+        raise ConfigError("runs of both hemispheres take --mesh-lh and --mesh-rh, not --mesh.")
     tables = []
     for side, path in by_side.items():
         part = pd.DataFrame({"index": np.unique(labels[side][labels[side] > 0])})
-        mesh = meshes.get(side) if len(by_side) == 2 else meshes.get(None)
+        mesh = meshes[side] if offset else meshes[None] or meshes.get(side)
         if mesh is not None:
             part[["x", "y", "z"]] = surfaces.mesh_centroids(mesh, labels[side], str(path))
         if default_lookup(path) is not None:

@@ -147,6 +147,12 @@ SURFACE = {
         ["--atlas-lh", 0],
         "cannot tell the hemisphere",
     ),
+    "one-mesh-both-hemispheres": (
+        [LEFT, RIGHT],
+        [("lh.a.npy", 6), ("rh.a.npy", 6)],
+        ["--atlas-lh", 0, "--atlas-rh", 1, "--mesh", 0],
+        "--mesh-lh and --mesh-rh",
+    ),
     "builtin-atlas-on-surface": ([LEFT], [], ["--atlas", "seitzman300"], "MNI volume"),
     "filter-on-surface": ([LEFT], [("lh.a.npy", 6)], ["--atlas", 0, "--detrend"], "volume runs"),
 }
