@@ -9,13 +9,9 @@ import pandas as pd
 import pytest
 
 from brainbench.cli import main as cli_main
-from brainbench.data.parcellate import (
-    label_centroids,
-    parcellate_files,
-    parcellate_surface,
-    parcellate_volume,
-    repetition_time,
-)
+from brainbench.data.parcellate import label_centroids, parcellate_files, parcellate_volume
+from brainbench.data.runfiles import repetition_time
+from brainbench.data.surfaces import parcellate_surface
 from brainbench.data.synth.functional import series_path
 from brainbench.data.timeseries import read_series
 from brainbench.errors import DataError
