@@ -147,6 +147,8 @@ def config_digest(config: ExperimentConfig) -> str:
     for key in SUBSET_KEYS:  # left out at their defaults: digests of older records stay valid
         if payload[key] == ExperimentConfig.model_fields[key].default:
             payload.pop(key)
+    if not payload["data"]["filters"]:  # digests of records older than data.filters stay valid
+        payload["data"].pop("filters")
     payload["trainer"].pop("progress_bar")
     passes = label_budget(config).epoch_passes  # the budget a run trains with
     payload["trainer"].pop("epoch_passes")
