@@ -272,10 +272,12 @@ def _add_listing_parsers(sub) -> None:
         "datasets",
         help="list data sources and public lifespan datasets; check a local copy",
         description="List data sources and the catalogue of public datasets. "
-        "`brainbench datasets check NAME PATH` validates a local copy.",
+        "`brainbench datasets check NAME PATH` validates a local copy; "
+        "`brainbench datasets check bids PATH` validates any BIDS folder and lists, per task, "
+        "the usable subjects and what the others lack.",
     )
     datasets.add_argument("action", nargs="?", choices=["check"], help="check a local copy")
-    datasets.add_argument("name", nargs="?", help="catalogue name, e.g. ABIDE")
+    datasets.add_argument("name", nargs="?", help="catalogue name, e.g. ABIDE, or bids")
     datasets.add_argument("path", nargs="?", type=Path, help="folder holding your copy")
 
 
@@ -333,6 +335,11 @@ def _datasets(args: argparse.Namespace) -> None:
     if args.action == "check":
         if not args.name or not args.path:
             raise BrainbenchError("usage: brainbench datasets check NAME PATH")
+        if args.name.lower() == "bids":
+            from brainbench.tasks.coverage import format_coverage
+
+            print(format_coverage(args.path))
+            return
         problems = catalogue.check_dataset(args.name, args.path)
         if problems:
             raise BrainbenchError(

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from brainbench.bids_names import parse_filter
 from brainbench.errors import ConfigError
 
 # a random seed: numpy and torch take 0 .. 2**32 - 1
@@ -41,6 +43,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
+def _entity_filter(text: str) -> str:
+    parse_filter(text)
+    return text
+
+
 class DataConfig(StrictModel):
     dataset: str = "synth"
     path: Path | None = Field(None, description="dataset root (BIDS folder or manifest CSV)")
@@ -51,6 +58,12 @@ class DataConfig(StrictModel):
         True,
         description="train on every rendering of a scan the dataset holds (skull-stripped by its "
         "brain mask, standard spaces), one drawn per step; evaluation uses the scans as given",
+    )
+    filters: dict[str, Annotated[str, AfterValidator(_entity_filter)]] = Field(
+        {},
+        description="BIDS: per modality (T1w, T2w, FLAIR, dwi, seg), the entities its file must "
+        "have, e.g. data.filters.T1w=run-1 or acq-mprage_run-2; where several files remain, "
+        "the fewest desc/space/acq/rec/ce entities, then the lowest run, wins",
     )
 
 

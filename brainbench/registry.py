@@ -39,6 +39,12 @@ class ModelEntry:
     protocol: Callable[[Any], str] | None = None
     # capabilities, asked by the callers instead of testing names
     needs_volume: bool = False  # reads image volumes (a preprocess section), not series/features
+    # (params, task) -> whether fit() learns from the training subjects; None = always
+    trains: Callable[[Any, Any], bool] | None = None
+
+    def learns(self, params: Any, task: Any) -> bool:
+        """Whether the model needs training subjects for `task` (fit-free or pretrained: no)."""
+        return self.trains is None or self.trains(params, task)
 
     def protocol_of(self, params: Any) -> str:
         """'scratch', 'finetune', 'linear_probe', 'baseline'...: a leaderboard column."""
@@ -77,6 +83,7 @@ def register_model(
     defaults: dict[str, Any] | None = None,
     protocol: Callable[[Any], str] | None = None,
     needs_volume: bool = False,
+    trains: Callable[[Any, Any], bool] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a model builder under `name` (keywords: ModelEntry's fields)."""
 
@@ -84,7 +91,7 @@ def register_model(
         _check_free(name, MODELS, "model")
         MODELS[name] = ModelEntry(
             name, kind, config, build, description, task_kinds, defaults or {}, protocol,
-            needs_volume,
+            needs_volume, trains,
         )  # fmt: skip
         return build
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).parents[1] / "brainbench"
 
 LAYERS = (  # bottom first
     ("brainbench", "brainbench.spec", "brainbench.errors", "brainbench.stages",
-     "brainbench.labels", "brainbench.progress"),
+     "brainbench.labels", "brainbench.progress", "brainbench.bids_names"),
     ("brainbench.config", "brainbench.suites", "brainbench.cluster"),
     ("brainbench.registry", "brainbench.metrics"),
     ("brainbench.data",),

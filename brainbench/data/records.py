@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,3 +47,13 @@ class SubjectRecord:
     @property
     def stage(self) -> str:
         return stage_of(self.age)
+
+
+def count_text(records: Iterable[SubjectRecord]) -> str:
+    """'12 subjects', or '12 subjects, 20 sessions' when the records hold sessions."""
+    records = list(records)
+    subjects = len({r.subject for r in records})
+    text = f"{subjects} subject{'s' * (subjects != 1)}"
+    if any(r.session for r in records):
+        text += f", {len(records)} session{'s' * (len(records) != 1)}"
+    return text

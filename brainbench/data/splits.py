@@ -10,11 +10,12 @@ import numpy as np
 
 from brainbench.config import DataConfig, SplitConfig
 from brainbench.data.cache import atomic_write
-from brainbench.data.records import SubjectRecord
+from brainbench.data.records import SubjectRecord, count_text
 from brainbench.data.sources.base import open_source
 from brainbench.errors import DataError
 
 SPLITS = ("train", "val", "test")
+MIN_SUBJECTS = 10  # fewer cannot be split into train/val/test
 
 
 def _pick(order: list[str], count: int, rng: np.random.Generator) -> list[str]:
@@ -99,18 +100,24 @@ def dataset_id(data: DataConfig) -> str:
 
 
 def dataset_splits(
-    data: DataConfig, split: SplitConfig, output_dir: Path
+    data: DataConfig, split: SplitConfig, output_dir: Path, *, training: bool = True
 ) -> tuple[list[SubjectRecord], dict[str, list[str]]]:
     """A dataset's records and its one subject-level split, shared by every task and pretraining.
 
     One split per dataset (not per task) means a subject held out for testing by any task is
-    held out by all of them, and never seen by a pretrained model.
+    held out by all of them, and never seen by a pretrained model. A dataset of fewer than
+    MIN_SUBJECTS subjects is a DataError where `training` is needed; without training every
+    record is a test record (nothing is saved: no subject was ever trained on).
     """
     records = open_source(data).records()
-    if len(records) < 10:
+    subjects = len({r.subject for r in records})
+    if subjects < MIN_SUBJECTS:
+        if not training:
+            return records, {"train": [], "val": [], "test": sorted(r.key for r in records)}
         raise DataError(
-            f"dataset '{data.dataset}' has {len(records)} subjects; at least 10 are needed "
-            "to split them into train/val/test."
+            f"dataset '{data.dataset}' has {count_text(records)}; at least {MIN_SUBJECTS} "
+            "subjects are needed to split them into train/val/test for training. Add subjects, "
+            "or evaluate a model that needs no training (see the README, 'Your own data')."
         )
     path = Path(output_dir) / "splits" / f"{dataset_id(data)}_split{split.seed}.json"
     return records, load_or_create_splits(records, split, path)

@@ -242,10 +242,13 @@ def split_windows(
 ) -> dict[str, SubjectWindows]:
     """SubjectWindows per split (fixed windows at start 0); the scaler is fitted on 'train'.
 
+    Without training subjects (a dataset too small to split, for models that need no
+    training) the scaler is fitted on the 'test' runs themselves: it uses no target.
     Set `.random = True` on a split to draw random windows instead.
     """
-    train_runs = [read_series(files[r.key]) for r in chosen["train"]]
-    for run, record in zip(train_runs, chosen["train"], strict=True):
+    fitted_on = chosen["train"] or chosen["test"]
+    train_runs = [read_series(files[r.key]) for r in fitted_on]
+    for run, record in zip(train_runs, fitted_on, strict=True):
         check_series(run, str(files[record.key]), window)
         if run.shape[1] != len(coords):
             raise DataError(

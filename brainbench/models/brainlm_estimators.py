@@ -221,6 +221,7 @@ class BrainLMSignal:
     task_kinds=("regression", "classification", *SIGNAL_KINDS),
     defaults={"trainer": {"lr": 0.0005, "max_epochs": 20, "patience": 5, "batch_size": 8}},
     protocol=lambda params: "finetune" if params.init else "scratch",
+    trains=lambda params, task: task.kind not in SIGNAL_KINDS or params.init is None,
 )
 def build_brainlm(params: BrainLMTaskConfig, *, task: TaskSpec, trainer: TrainerConfig) -> Any:
     if task.kind in SIGNAL_KINDS:

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from brainbench.config import StrictModel, TrainerConfig
 from brainbench.errors import DataError
 from brainbench.models.base import load_weights, save_weights
-from brainbench.models.fmri_chance import ChanceParcels
+from brainbench.models.fmri_chance import PARCEL_KINDS, ChanceParcels
 from brainbench.models.retrieval_baselines import ChanceRetrieval, RidgeRetrieval
 from brainbench.registry import register_model
 from brainbench.spec import TaskSpec
@@ -178,13 +178,14 @@ class RidgeEstimator:
         "reconstruction",
         "forecast",
     ),  # fmt: skip
+    trains=lambda params, task: task.kind not in PARCEL_KINDS,
 )
 def build_chance(
     params: ChanceConfig, *, task: TaskSpec, trainer: TrainerConfig
 ) -> ChanceEstimator | ChanceRetrieval | ChanceParcels:
     """The chance baseline for `task` (random embeddings for retrieval; random parcel features
     or hidden values for the parcel-series tasks)."""
-    if task.kind in ("clustering", "perturbation", "reconstruction", "forecast"):
+    if task.kind in PARCEL_KINDS:
         return ChanceParcels()
     return ChanceRetrieval() if task.kind == "retrieval" else ChanceEstimator(task)
 

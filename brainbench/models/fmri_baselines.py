@@ -108,6 +108,7 @@ class Coordinates(FitFree):
     config=ConnectomeConfig,
     description="Ridge / logistic on functional connectivity (Fisher-z upper triangle) of the run",
     task_kinds=("regression", "classification", "clustering"),
+    trains=lambda params, task: task.kind != "clustering",
 )
 def build_connectome(
     params: ConnectomeConfig, *, task: TaskSpec, trainer: TrainerConfig
@@ -227,13 +228,16 @@ class ConditionalGaussian(SignalBaseline):
         return torch.where(hidden, filled, x)
 
 
-def _register(name: str, cls: type[FitFree], kinds: tuple[str, ...], text: str) -> None:
+def _register(
+    name: str, cls: type[FitFree], kinds: tuple[str, ...], text: str, trains: bool = False
+) -> None:
     class Config(StrictModel):
         """No parameters."""
 
-    register_model(name, kind="baseline", config=Config, description=text, task_kinds=kinds)(
-        lambda params, *, task, trainer: cls()
-    )
+    register_model(
+        name, kind="baseline", config=Config, description=text, task_kinds=kinds,
+        trains=lambda params, task: trains,
+    )(lambda params, *, task, trainer: cls())  # fmt: skip
 
 
 _register("parcel_mean", ParcelMean, ("reconstruction",), "Hidden values = the parcel's mean")
@@ -245,6 +249,7 @@ _register(
     ConditionalGaussian,
     ("reconstruction", "perturbation"),
     "Hidden parcels = Gaussian conditional mean given the visible ones (training covariance)",
+    trains=True,
 )
 
 

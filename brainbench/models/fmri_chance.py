@@ -18,6 +18,7 @@ from torch import Tensor
 from brainbench.models.base import load_weights, save_weights
 
 FEATURES = 8  # width of the random parcel features
+PARCEL_KINDS = ("clustering", "perturbation", "reconstruction", "forecast")  # nothing to fit
 
 
 class ChanceParcels:

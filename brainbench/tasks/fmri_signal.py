@@ -57,10 +57,14 @@ def prepare(config: ExperimentConfig, log) -> dict[str, SubjectWindows]:
 
 
 def series_splits(config: ExperimentConfig, opts: FmriOptions, log) -> dict[str, SubjectWindows]:
-    """Windows of the split's subjects that have a parcel series; the scaler fitted on train."""
-    records, _ = dataset_splits(config.data, config.split, config.output_dir)
+    """Windows of the split's subjects that have a parcel series; the scaler fitted on train.
+
+    These tasks have models that need no training, so a dataset too small to split is
+    accepted: every subject is a test subject (see select_subjects).
+    """
+    records, _ = dataset_splits(config.data, config.split, config.output_dir, training=False)
     files, coords = open_source(config.data).series(records)
-    chosen = select_subjects(config, lambda r: r.key in files, "a parcel series")
+    chosen = select_subjects(config, lambda r: r.key in files, "a parcel series", training=False)
     datasets = split_windows(chosen, files, coords, opts.window, demean=opts.demean)
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
     log(f"{config.task}: {len(coords)} parcels, window {opts.window} ({sizes})")

@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict
 from brainbench.data.dataset import VolumeDataset, target_value
 from brainbench.data.ood import PROFILE_FILE, fit_profiles, write_profiles
-from brainbench.data.records import SubjectRecord
-from brainbench.data.splits import dataset_id, dataset_splits
+from brainbench.data.records import SubjectRecord, count_text
+from brainbench.data.splits import MIN_SUBJECTS, dataset_id, dataset_splits
 from brainbench.data.subsets import in_stages, label_subset
 from brainbench.errors import DataError
 from brainbench.registry import get_model
@@ -78,26 +78,35 @@ Evaluate = Callable[[Any, Any], Evaluation]  # (fitted estimator, test dataset) 
 
 
 def select_subjects(
-    config: ExperimentConfig, keep: Callable[[SubjectRecord], bool], having: str
+    config: ExperimentConfig,
+    keep: Callable[[SubjectRecord], bool],
+    having: str,
+    *,
+    training: bool = True,
 ) -> dict[str, list[SubjectRecord]]:
     """The dataset's shared split, restricted to the subjects `keep` accepts (2+ per split).
 
     Train and val keep the `train_stages`, test the `test_stages`; then train keeps the nested
     `label_fraction` subset (data/subsets.py). `having` says what a kept subject has, for the
-    error message.
+    error message. A task that can run models without training (`training=False`) accepts a
+    dataset too small to split: every subject is then a test subject (1+), and run_seeds
+    refuses the models that train.
     """
-    records, splits = dataset_splits(config.data, config.split, config.output_dir)
+    records, splits = dataset_splits(
+        config.data, config.split, config.output_dir, training=training
+    )
     by_key = {r.key: r for r in records}
     chosen = {name: [by_key[k] for k in keys if keep(by_key[k])] for name, keys in splits.items()}
     for name, stages in [("train", config.train_stages), ("val", config.train_stages)]:
         chosen[name] = in_stages(chosen[name], stages)
     chosen["test"] = in_stages(chosen["test"], config.test_stages)
-    short = [name for name, subset in chosen.items() if len(subset) < 2]
+    least = {"train": 2, "val": 2, "test": 2} if splits["train"] else {"test": 1}
+    short = [name for name, n in least.items() if len(chosen[name]) < n]
     if short:
         within = " within train_stages/test_stages" if subset_tag(config) else ""
         raise DataError(
-            f"dataset '{config.data.dataset}' has fewer than 2 subjects with {having}{within} in "
-            f"the {', '.join(short)} split."
+            f"dataset '{config.data.dataset}' has fewer than {least[short[0]]} subjects with "
+            f"{having}{within} in the {', '.join(short)} split."
         )
     spec = get_task(config.task)
     label = partial(target_value, name=spec.target) if spec.kind == "classification" else None
@@ -134,8 +143,8 @@ def subset_fields(config: ExperimentConfig) -> dict[str, Any]:
 def warm(datasets: dict[str, Any], config: ExperimentConfig, log) -> None:
     """Report the split sizes and preprocess every subject once (later reads hit the cache)."""
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in datasets.items())
-    n = sum(len(ds) for ds in datasets.values())
-    log(f"{config.task}: {n} subjects from '{config.data.dataset}' ({sizes})")
+    n = count_text(r for ds in datasets.values() for r in ds.records)
+    log(f"{config.task}: {n} from '{config.data.dataset}' ({sizes})")
     for ds in datasets.values():
         ds.warm()
 
@@ -148,6 +157,8 @@ def config_digest(config: ExperimentConfig) -> str:
     for key in SUBSET_KEYS:  # left out at their defaults: digests of older records stay valid
         if payload[key] == ExperimentConfig.model_fields[key].default:
             payload.pop(key)
+    if not payload["data"]["filters"]:  # digests of records older than data.filters stay valid
+        payload["data"].pop("filters")
     payload["trainer"].pop("progress_bar")
     passes = label_budget(config).epoch_passes  # the budget a run trains with
     payload["trainer"].pop("epoch_passes")
@@ -181,6 +192,13 @@ def run_seeds(
     """Fit and score the model once per seed; write one run record per seed."""
     config, spec = experiment.config, experiment.spec
     entry = get_model(config.model_name)
+    if not datasets["train"] and entry.learns(experiment.params, spec):
+        raise DataError(
+            f"dataset '{config.data.dataset}' has fewer than {MIN_SUBJECTS} subjects, so all "
+            f"are test subjects and none are left to train {config.model_name} on for "
+            f"{spec.name}. Add subjects, or run a model that needs no training here (a fit-free "
+            "baseline, or a pretrained model used as it is)."
+        )
     written: list[Path] = []
     rank_zero = is_global_zero()
     if not rank_zero and entry.kind != "torch":

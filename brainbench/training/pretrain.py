@@ -45,6 +45,7 @@ from brainbench.config import (
 )
 from brainbench.data.cache import VolumeCache, atomic_write
 from brainbench.data.dataset import VolumeDataset
+from brainbench.data.records import count_text
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.errors import ConfigError, DataError, unknown
 from brainbench.models.base import META_KEY
@@ -209,7 +210,8 @@ def _datasets(config: PretrainConfig, log: Callable[[str], Any]) -> dict[str, Vo
         out[name] = VolumeDataset(
             subset, config.modalities, None, config.preprocess, cache, mix=mix
         )
-    log(f"pretrain {config.name}: train {len(out['train'])}, val {len(out['val'])} subjects")
+    train, val = (count_text(out[name].records) for name in ("train", "val"))
+    log(f"pretrain {config.name}: train {train}, val {val}")
     return out
 
 

@@ -17,6 +17,7 @@ import torch
 
 from brainbench.config import DataConfig, Layer, SplitConfig, build_config
 from brainbench.data.cache import atomic_write
+from brainbench.data.records import count_text
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.data.timeseries import SubjectWindows, split_windows
@@ -79,7 +80,8 @@ def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any]
         config.data, config.split, config.output_dir, config.window, demean=config.demean
     )
     train, val = data["train"], data["val"]
-    log(f"pretrain brainlm: train {len(train)}, val {len(val)} subjects, {len(train.coords)} ROIs")
+    sizes = f"train {count_text(train.records)}, val {count_text(val.records)}"
+    log(f"pretrain brainlm: {sizes}, {len(train.coords)} ROIs")
     torch.manual_seed(config.seed)
     net = BrainLM(config.model, torch.from_numpy(train.coords))
     out = pretrained_dir(config)

@@ -1,6 +1,7 @@
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from brainbench.config import DataConfig
@@ -89,3 +90,46 @@ def test_no_subjects(tmp_path: Path, write_table: Callable) -> None:
     write_table(tmp_path / "participants.tsv", ["participant_id", "age", "sex"], [])
     with pytest.raises(DataError, match="no sub-\\* folders"):
         read_bids(tmp_path)
+
+
+def test_several_runs_chosen_by_rule_and_reported(bids_root: Path, write_nifti: Callable) -> None:
+    anat = bids_root / "sub-01/anat"
+    vol = np.zeros((4, 4, 4), np.float32)
+    for name in ("sub-01_run-2_T1w.nii.gz", "sub-01_acq-fast_T1w.nii.gz", "sub-01_T1w.json"):
+        write_nifti(anat / name, vol) if name.endswith(".gz") else (anat / name).write_text("{}")
+    (anat / "sub-01_T1w.nii.gz").rename(anat / "sub-01_run-3_T1w.nii.gz")
+    with pytest.warns(UserWarning, match=r"1 of 4 records have several T1w files") as told:
+        records = {r.key: r for r in read_bids(bids_root)}
+    assert len(told) == 1 and "chose sub-01_run-2_T1w.nii.gz" in str(told[0].message)
+    assert "data.filters.T1w" in str(told[0].message)
+    assert records["sub-01"].images["T1w"].name == "sub-01_run-2_T1w.nii.gz"
+    records = {r.key: r for r in read_bids(bids_root, filters={"T1w": "run-03"})}
+    assert records["sub-01"].images["T1w"].name == "sub-01_run-3_T1w.nii.gz"
+    assert "T1w" not in records["sub-02"].images  # the filter leaves sub-02 no T1w file
+    records = {r.key: r for r in read_bids(bids_root, filters={"T1w": "acq-fast"})}
+    assert records["sub-01"].images["T1w"].name == "sub-01_acq-fast_T1w.nii.gz"
+
+
+def test_filter_through_data_config(bids_root: Path) -> None:
+    config = DataConfig(dataset="bids", path=bids_root, filters={"T1w": "ses-2"})
+    keys = sorted(r.key for r in bids.load(config) if "T1w" in r.images)
+    assert keys == ["sub-03_ses-2"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"T1": "run-1"}, "data.filters.T1: no such modality; filter one of FLAIR, T1w"),
+        ({"T1w": "run-9"}, "data.filters.T1w=run-9 matches no T1w file"),
+        ({"seg": "run_1"}, "data.filters.seg: 'run_1' is not a BIDS entity filter"),
+    ],
+)
+def test_bad_filters(bids_root: Path, filters: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        read_bids(bids_root, filters=filters)
+
+
+def test_non_bids_names_ignored(bids_root: Path, write_nifti: Callable) -> None:
+    write_nifti(bids_root / "sub-02/anat/T1w_copy_T1w.nii.gz", np.zeros((4, 4, 4), np.float32))
+    (two,) = [r for r in read_bids(bids_root) if r.subject == "02"]
+    assert two.images["T1w"].name == "sub-02_T1w.nii.gz"

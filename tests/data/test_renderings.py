@@ -16,7 +16,6 @@ from brainbench.data import ood
 from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import SubjectRecord
-from brainbench.data.sources.derivatives import name_entities
 from brainbench.data.sources.synth import SynthSource
 from brainbench.errors import DataError
 
@@ -27,15 +26,6 @@ STRIP = CFG.model_copy(update={"skull_strip": "mask"})
 @pytest.fixture(scope="module")
 def records() -> list[SubjectRecord]:
     return SynthSource(DataConfig(preset="debug")).records()[:12]
-
-
-def test_bids_names() -> None:
-    assert name_entities(Path("sub-01_ses-2_space-MNI_desc-brain_mask.nii.gz")) == (
-        {"sub": "01", "ses": "2", "space": "MNI", "desc": "brain"},
-        "mask",
-    )
-    assert name_entities(Path("notes.txt")) is None
-    assert name_entities(Path("sub-01_T1w-extra_bad_T1w.nii")) is None
 
 
 def test_skull_strip_uses_the_brain_mask(records, tmp_path) -> None:

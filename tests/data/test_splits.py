@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from brainbench.config import SplitConfig
-from brainbench.data.records import SubjectRecord
+from brainbench.data.records import SubjectRecord, count_text
 from brainbench.data.splits import load_or_create_splits, make_splits
 from brainbench.errors import DataError
 
@@ -75,3 +75,21 @@ def test_mismatch(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(DataError, match="unreadable"):
         load_or_create_splits(cohort(40), SplitConfig(), path)
+
+
+def test_sessions_across_stages_stay_together() -> None:
+    """A subject scanned at 17 and at 19 (two stages) lands whole in one split."""
+    records = cohort(40)
+    for i in range(40):
+        records.append(SubjectRecord(f"{i:03d}", 19.0 + i, "F", f"site{i % 3}", session="late"))
+    for seed in range(5):
+        splits = make_splits(records, SplitConfig(seed=seed))
+        owner = {subject_of(k): name for name, keys in splits.items() for k in keys}
+        for name, keys in splits.items():
+            assert all(owner[subject_of(k)] == name for k in keys)
+
+
+def test_count_text() -> None:
+    assert count_text(cohort(8)) == "8 subjects, 10 sessions"
+    assert count_text([r for r in cohort(8) if r.session is None]) == "6 subjects"
+    assert count_text(cohort(1)) == "1 subject, 2 sessions"

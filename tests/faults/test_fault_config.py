@@ -20,6 +20,8 @@ CASES = {
     "infinite-spacing": ([*RUN, "preprocess.spacing=inf"], "'preprocess.spacing'"),
     "config-is-a-folder": ([*RUN, "--config", "{tmp}"], "is a folder; pass a YAML file"),
     "config-is-binary": ([*RUN, "--config", "{tmp}/binary.yaml"], "is not a text file"),
+    "bids-filter-malformed": ([*RUN, "data.filters.T1w=run_1"], "'data.filters.T1w'"),
+    "bids-filter-no-label": ([*RUN, "data.filters.T2w=acq-"], "'data.filters.T2w'"),
 }
 
 

@@ -1,10 +1,18 @@
-"""BIDS reader: sub-*/[ses-*/]{anat,dwi}/*.nii[.gz], derivatives/labels dseg, participants.tsv."""
+"""BIDS reader: sub-*/[ses-*/]{anat,dwi}/*.nii[.gz], derivatives/labels dseg, participants.tsv.
+
+Where a session holds several files of one modality (runs, acquisitions, derived images), the
+rule of brainbench/bids_names.py picks one (`data.filters` narrows the candidates first), and
+one warning per dataset says how many records had a choice and what was chosen.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
+from brainbench.bids_names import RULE, choose, parse_filter, parse_name
 from brainbench.config import DataConfig
 from brainbench.data.records import SubjectRecord
 from brainbench.data.sources.derivatives import read_preprocessed
@@ -24,24 +32,69 @@ SUFFIXES = {("anat", "T1w"): "T1w", ("anat", "T2w"): "T2w", ("anat", "FLAIR"): "
 SUFFIXES |= {("dwi", "dwi"): "dwi"}
 LABELS = {("anat", "dseg"): "seg"}
 FIELDS = ("participant_id", "age", "sex", "site")
+NIFTI = (".nii", ".nii.gz")
+SHOWN = 3  # candidate files named in the warning about choices
 
 
-def _stem(path: Path) -> str | None:
-    for ext in (".nii.gz", ".nii"):
-        if path.name.endswith(ext):
-            return path.name[: -len(ext)]
-    return None
+def find_images(
+    folder: Path,
+    suffixes: Mapping[tuple[str, str], str],
+    filters: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, list[Path]]:
+    """Modality -> its candidate NIfTI files under folder/<datatype>/, sorted.
 
-
-def find_images(folder: Path, suffixes: Mapping[tuple[str, str], str]) -> dict[str, Path]:
-    """Modality -> NIfTI path under folder/<datatype>/; the first run in sorted order wins."""
-    found: dict[str, Path] = {}
+    A candidate has the modality's suffix and every entity of `filters[modality]`.
+    """
+    found: dict[str, list[Path]] = {}
     for (datatype, suffix), modality in suffixes.items():
+        wanted = (filters or {}).get(modality, {})
         for path in sorted((folder / datatype).glob("*.nii*")):
-            stem = _stem(path)
-            if stem and stem.rsplit("_", 1)[-1] == suffix and modality not in found:
-                found[modality] = path
+            name = parse_name(path.name)
+            if name and name.extension in NIFTI and name.suffix == suffix and name.matches(wanted):
+                found.setdefault(modality, []).append(path)
     return found
+
+
+def entity_filters(filters: Mapping[str, str] | None) -> dict[str, dict[str, str]]:
+    """data.filters parsed: modality -> entities; unknown modalities are a ConfigError."""
+    known = sorted({*SUFFIXES.values(), *LABELS.values()})
+    parsed = {}
+    for modality, text in (filters or {}).items():
+        if modality not in known:
+            raise ConfigError(
+                f"data.filters.{modality}: no such modality; filter one of {', '.join(known)}."
+            )
+        try:
+            parsed[modality] = parse_filter(text)
+        except ValueError as exc:
+            raise ConfigError(f"data.filters.{modality}: {exc}.") from None
+    return parsed
+
+
+def _report_choices(root: Path, several: dict[str, list[tuple[str, list[Path]]]], n: int) -> None:
+    """One warning per modality that had several candidates somewhere, with an example."""
+    for modality, cases in several.items():
+        key, files = cases[0]
+        shown = ", ".join(p.name for p in files[:SHOWN]) + (" ..." if len(files) > SHOWN else "")
+        warnings.warn(
+            f"{root}: {len(cases)} of {n} records have several {modality} files, e.g. {key}: "
+            f"{shown}; chose {choose(files).name} ({RULE}). Set data.filters.{modality} "
+            "(e.g. run-2 or acq-<label>) to choose otherwise.",
+            stacklevel=3,
+        )
+
+
+def _check_filters_used(
+    root: Path, filters: Mapping[str, Mapping[str, str]], records: list[SubjectRecord]
+) -> None:
+    """A filter that matches no file anywhere is a typo, not a dataset without the modality."""
+    for modality in filters:
+        if not any(modality in r.images for r in records):
+            text = "_".join(f"{k}-{v}" for k, v in filters[modality].items())
+            raise ConfigError(
+                f"data.filters.{modality}={text} matches no {modality} file under {root}; "
+                "check the entities in the file names or remove the filter."
+            )
 
 
 def _sessions(subject_dir: Path) -> list[tuple[str | None, Path]]:
@@ -85,14 +138,20 @@ def read_participants(root: Path, columns: Mapping[str, str]) -> dict[str, dict[
     return table
 
 
-def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[SubjectRecord]:
+def read_bids(
+    root: Path,
+    columns: Mapping[str, str] | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> list[SubjectRecord]:
     """One SubjectRecord per subject (and session) of a BIDS dataset.
 
     `columns` maps participant_id/age/sex/site to differently named participants.tsv columns.
+    `filters` maps a modality to an entity filter ('run-1'), as data.filters does.
     Label maps come from derivatives/labels/sub-*/[ses-*/]anat/*_dseg.nii[.gz] (key "seg");
     brain masks and standard-space scans from any derivatives folder (sources/derivatives.py).
     """
     root = Path(root)
+    wanted = entity_filters(filters)
     if not root.is_dir():
         raise DataError(f"BIDS root {root} is not a folder; point data.path at the dataset folder.")
     columns = {f: f for f in FIELDS} | dict(columns or {})
@@ -103,6 +162,7 @@ def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[Subj
     tsv = root / "participants.tsv"
     known = set(columns.values())
     records = []
+    several: dict[str, list[tuple[str, list[Path]]]] = defaultdict(list)
     for subject_dir in subject_dirs:
         label = strip_prefix(subject_dir.name, "sub-")
         if label not in table:
@@ -113,9 +173,10 @@ def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[Subj
         row = table[label]
         ages = _session_ages(subject_dir)
         for session, folder in _sessions(subject_dir):
-            images = find_images(folder, SUFFIXES)
             rel = folder.relative_to(root)
-            images |= find_images(root / "derivatives" / "labels" / rel, LABELS)
+            found = find_images(folder, SUFFIXES, wanted)
+            found |= find_images(root / "derivatives" / "labels" / rel, LABELS, wanted)
+            images = {modality: choose(files) for modality, files in found.items()}
             brain_mask, spaces = read_preprocessed(root, rel)
             age_text = ages.get(session or "", row[columns["age"]])
             record = SubjectRecord(
@@ -130,12 +191,17 @@ def read_bids(root: Path, columns: Mapping[str, str] | None = None) -> list[Subj
                 spaces=spaces,
             )
             records.append(record)
+            for modality, files in found.items():
+                if len(files) > 1:
+                    several[modality].append((record.key, files))
+    _check_filters_used(root, wanted, records)
+    _report_choices(root, several, len(records))
     return records
 
 
 @register_source("bids", description="a BIDS folder given as data.path=/path/to/bids")
 def load(config: DataConfig) -> list[SubjectRecord]:
-    """The registered loader: read_bids(config.path)."""
+    """The registered loader: read_bids(config.path, filters=config.filters)."""
     if config.path is None:
         raise ConfigError("the bids dataset needs its folder: set data.path=/path/to/bids.")
-    return read_bids(config.path)
+    return read_bids(config.path, filters=config.filters)

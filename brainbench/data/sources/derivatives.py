@@ -9,19 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from brainbench.bids_names import parse_name
 from brainbench.data.records import SpaceImages
 
 SPACE_MODALITIES = ("T1w", "T2w", "FLAIR")
-
-
-def name_entities(path: Path) -> tuple[dict[str, str], str] | None:
-    """({entity: value}, suffix) of a BIDS NIfTI file name, or None when it is not one."""
-    for ext in (".nii.gz", ".nii"):
-        if path.name.endswith(ext):
-            *pairs, suffix = path.name[: -len(ext)].split("_")
-            if all(p.count("-") == 1 for p in pairs):
-                return dict(p.split("-") for p in pairs), suffix
-    return None
 
 
 def read_preprocessed(root: Path, rel: Path) -> tuple[Path | None, tuple[SpaceImages, ...]]:
@@ -29,10 +20,10 @@ def read_preprocessed(root: Path, rel: Path) -> tuple[Path | None, tuple[SpaceIm
     masks: dict[str | None, Path] = {}
     images: dict[str, dict[str, Path]] = {}
     for path in sorted((Path(root) / "derivatives").glob(f"*/{rel.as_posix()}/anat/*.nii*")):
-        parsed = name_entities(path)
-        if parsed is None:
+        parsed = parse_name(path.name)
+        if parsed is None or not parsed.extension.startswith(".nii"):
             continue
-        entities, suffix = parsed
+        entities, suffix = parsed.entities, parsed.suffix
         space = entities.get("space")
         if suffix == "mask" and entities.get("desc") == "brain":
             masks.setdefault(space, path)
