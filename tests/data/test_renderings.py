@@ -4,7 +4,6 @@ input profile that flags scans unlike the training ones."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
