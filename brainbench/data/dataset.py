@@ -148,6 +148,7 @@ class VolumeDataset(SubjectDataset):
         self.cfg = cfg
         self.cache = cache
         self.mix = mix
+        self.reseed(0)
         self.renderings = [record_renderings(r, self.modalities, strip, mix) for r in self.records]
         values = [target_value(r, target) if target else np.nan for r in self.records]
         self._targets = np.asarray(values, dtype=np.float32)
@@ -186,23 +187,36 @@ class VolumeDataset(SubjectDataset):
             )
         return None
 
-    def drawn(self, i: int) -> tuple[np.ndarray, int]:
-        """Record i's volume as training shows it: a random rendering at a random contrast
-        (with `mix`; else as given), and the rendering's number."""
-        count = len(self.renderings[i])
+    def reseed(self, seed: int) -> None:
+        """Start a fit's training draws: item i's n-th draw comes from (seed, i, n)."""
+        self._seed, self._draws = seed, [0] * len(self.records)
+
+    def drawn(self, i: int, key: int | None = None) -> tuple[np.ndarray, int]:
+        """Record i's volume as training shows it, and the rendering's number: with `mix`, a
+        random rendering at a random contrast, drawn from (seed, i, n) for its n-th draw, or
+        from (seed, key) for a keyed draw (training.fit.KeyedDataset); else as given."""
         if not self.mix:
             return self.volume(i), 0
-        rendering = int(torch.randint(count, ())) if count > 1 else 0
+        if key is None:
+            entropy = [self._seed, i, self._draws[i]]
+            self._draws[i] += 1
+        else:
+            entropy = [self._seed, key]
+        rng = np.random.default_rng(entropy)
+        rendering = int(rng.integers(len(self.renderings[i])))
         volume = self.volume(i, rendering)
+        low, high = np.log(CONTRAST_GAMMA)
         for c, modality in enumerate(self.modalities):
             if modality not in LABEL_MODALITIES:
-                low, high = np.log(CONTRAST_GAMMA)
-                gamma = float(np.exp(low + (high - low) * float(torch.rand(()))))
-                volume[c] = volume[c] ** np.float32(gamma)
+                volume[c] = volume[c] ** np.float32(np.exp(rng.uniform(low, high)))
         return volume, rendering
 
+    def item(self, i: int, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item i (as `dataset[i]`), its draw keyed by `key` when given."""
+        return torch.from_numpy(self.drawn(i, key)[0]), torch.tensor(self._targets[i])
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.drawn(i)[0]), torch.tensor(self._targets[i])
+        return self.item(i)
 
     def to_array(self) -> np.ndarray:
         """Every volume as given, stacked: (N, C, *shape) float32."""

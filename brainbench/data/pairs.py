@@ -106,8 +106,8 @@ class PairDataset(VolumeDataset):
         """The RAS affine of record i's preprocessed grid (spacing mm, centred on its brain)."""
         return grid_affine(load_nifti(self.reference(i)), self.cfg)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        volume, k = self.drawn(i)
+    def item(self, i: int, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        volume, k = self.drawn(i, key)
         return torch.from_numpy(volume), torch.from_numpy(self.target_volume(i, k)[None])
 
     def warm(self) -> None:

@@ -192,7 +192,8 @@ def run_seeds(
     """Fit and score the model once per seed; write one run record per seed."""
     config, spec = experiment.config, experiment.spec
     entry = get_model(config.model_name)
-    if not datasets["train"] and entry.learns(experiment.params, spec):
+    # no datasets: every run is complete already; an empty training split: too few subjects
+    if datasets and not datasets["train"] and entry.learns(experiment.params, spec):
         raise DataError(
             f"dataset '{config.data.dataset}' has fewer than {MIN_SUBJECTS} subjects, so all "
             f"are test subjects and none are left to train {config.model_name} on for "
@@ -213,6 +214,8 @@ def run_seeds(
         estimator = entry.build(experiment.params, task=spec, trainer=label_budget(config))
         work_root = config.output_dir / ".work"
         work_root.mkdir(parents=True, exist_ok=True)
+        if isinstance(datasets["train"], VolumeDataset):
+            datasets["train"].reseed(seed)  # its renderings drawn alike whatever ran before
         with tempfile.TemporaryDirectory(dir=work_root) as work:
             info = estimator.fit(datasets["train"], datasets["val"], seed=seed, run_dir=Path(work))
         if not rank_zero:

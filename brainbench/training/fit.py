@@ -238,7 +238,8 @@ class ShardedBatchSampler(Sampler[list]):
 
 
 class KeyedDataset(Dataset):
-    """dataset[(index, key)] -> (*dataset[index], key): a sample with its draw key."""
+    """dataset[(index, key)] -> (*dataset[index], key): a sample with its draw key, which also
+    keys the sample's own draws when the dataset draws (`item(index, key)`, VolumeDataset)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -248,7 +249,8 @@ class KeyedDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple:
         index, key = item
-        return (*self.dataset[index], key)
+        draws = getattr(self.dataset, "item", None)
+        return (*(draws(index, key) if draws else self.dataset[index]), key)
 
 
 class ShardedData(L.LightningDataModule):

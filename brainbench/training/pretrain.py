@@ -233,6 +233,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
         )
     out = pretrained_dir(config)
     data = _datasets(config, log)
+    data["train"].reseed(config.seed)
     t = config.trainer
     batches = ShardedData(
         data["train"], data["val"], t, config.seed, site_weights(data["train"]), keyed=True

@@ -46,9 +46,9 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     loaded: set[str] = set()
     volume = VolumeDataset.volume
 
-    def spy(self, i):
+    def spy(self, i, rendering=0):
         loaded.add(self.records[i].key)
-        return volume(self, i)
+        return volume(self, i, rendering)
 
     monkeypatch.setattr(VolumeDataset, "volume", spy)
     config = _config(tmp_path, max_steps=4)
