@@ -1,7 +1,8 @@
 """On-disk cache of preprocessed volumes, keyed by file content and preprocessing config.
 
 Entries are `<key>.npy` plus `<key>.crc32` (checksum of the .npy bytes), written atomically;
-an entry whose checksum does not match (corrupted, truncated) is rebuilt. A process checks an
+an entry whose checksum does not match (corrupted, truncated), or whose array has another shape
+or dtype than the config's (tampered), is rebuilt. A process checks an
 entry's checksum once while the file keeps its modification time and size, so later epochs
 only read it.
 """
@@ -25,13 +26,24 @@ from brainbench.errors import DataError
 CACHE_VERSION = "1"  # bump when the entry format changes
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temporary file in the same folder and os.replace."""
+    """Write bytes to `path` through a temporary file in the same folder and os.replace.
+
+    The file gets the permissions of a plain `open` (0666 less the umask), not mkstemp's 0600,
+    so a lab sharing a folder can read it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -102,7 +114,7 @@ class VolumeCache:
         key = self.key(path, cfg, is_label=is_label, reference=reference, mask=mask)
         entry = self.root / key[:2] / f"{key}.npy"
         array = self._read(entry)
-        if array is not None:
+        if array is not None and array.shape == tuple(cfg.shape) and array.dtype == np.float32:
             self.hits += 1
             return array
         self.misses += 1

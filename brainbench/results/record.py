@@ -269,12 +269,12 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def is_complete(run_dir: Path | str) -> bool:
-    """Whether run_dir holds a metrics.json that fits the schema."""
+    """Whether run_dir holds its config.yaml and a metrics.json that fits the schema."""
     try:
         _load(Path(run_dir) / METRICS)
     except (OSError, ValueError):
         return False
-    return True
+    return (Path(run_dir) / RECORD_CONFIG).is_file()
 
 
 def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
@@ -282,8 +282,8 @@ def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
 
     Other folders (pretrained models, splits, oracles) hold no run records. Hidden directories
     (records being written or set aside) are skipped. A metrics.json that is unreadable or does
-    not fit the schema raises ResultsError naming it: a leaderboard that silently dropped runs
-    would mislead. A missing results_dir has no records.
+    not fit the schema, or a record without its config.yaml, raises ResultsError naming it: a
+    leaderboard that silently dropped runs would mislead. A missing results_dir has no records.
     """
     root = Path(results_dir) / "runs"
     records = []
@@ -297,6 +297,11 @@ def read_records(results_dir: Path | str) -> list[dict[str, Any]]:
                 f"run record {path} is unreadable ({exc}). Delete {path.parent} or rerun that "
                 "run with --force."
             ) from exc
+        if not (path.parent / RECORD_CONFIG).is_file():
+            raise ResultsError(
+                f"run record {path.parent} has no {RECORD_CONFIG}, so its result cannot be told "
+                "apart from another config's; delete it or rerun that run with --force."
+            )
         records.append(data | {"path": str(path.parent)})
     return records
 

@@ -22,12 +22,16 @@ CASES = {
     "config-is-binary": ([*RUN, "--config", "{tmp}/binary.yaml"], "is not a text file"),
     "bids-filter-malformed": ([*RUN, "data.filters.T1w=run_1"], "'data.filters.T1w'"),
     "bids-filter-no-label": ([*RUN, "data.filters.T2w=acq-"], "'data.filters.T2w'"),
+    "own-bids-without-dataset": ([*RUN, "data.path={tmp}/bids"], "add --dataset bids"),
+    "own-csv-without-dataset": ([*RUN, "data.path={tmp}/binary.yaml"], "--dataset manifest"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_refused_with_exit_2(tmp_path, capsys, case):
     (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "bids").mkdir()
+    (tmp_path / "bids" / "participants.tsv").write_text("participant_id\tage\tsex\n")
     args, message = CASES[case]
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err

@@ -174,3 +174,13 @@ def test_environment_helpers():
     info = environment_info()
     assert info["versions"]["python"] and "code_version" in info
     assert 1 < peak_memory_mb() < 1e6
+
+
+def test_record_without_config_is_not_complete(tmp_path, payload):
+    where = tmp_path / "runs" / "mri-age" / "ridge" / "seed33"
+    write_record(where, config={"a": 1}, metrics=payload(), predictions=PREDICTIONS)
+    assert is_complete(where) and len(read_records(tmp_path)) == 1
+    (where / "config.yaml").unlink()
+    assert not is_complete(where)
+    with pytest.raises(ResultsError, match="has no config.yaml"):
+        read_records(tmp_path)

@@ -332,6 +332,11 @@ def _read_record(root: Path) -> dict:
     try:
         return json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
+        if root.is_file() or (root / "participants.tsv").is_file():
+            raise ConfigError(
+                f"data.path={root} is your own data, but the dataset is the synthetic cohort; "
+                "add --dataset bids (a BIDS folder) or --dataset manifest (a CSV file)."
+            ) from None
         raise DataError(
             f"{root} exists but is not a complete synthetic cohort (no readable {MARKER}); "
             "delete it or choose another path."

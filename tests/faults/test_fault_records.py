@@ -1,0 +1,47 @@
+"""Cache housekeeping: tampered entries are rebuilt, and written files are readable by a lab
+sharing the folder (0666 less the umask, not mkstemp's 0600)."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brainbench.config import PreprocessConfig
+from brainbench.data.cache import VolumeCache
+
+
+def _image(tmp_path):
+    data = np.zeros((12, 12, 12), np.float32)
+    data[3:9, 3:9, 3:9] = np.random.default_rng(0).uniform(1, 2, (6, 6, 6))
+    path = tmp_path / "sub-01_T1w.nii"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+@pytest.mark.parametrize("tamper", ["shape", "dtype"])
+def test_tampered_cache_entry_is_rebuilt(tmp_path, tamper) -> None:
+    path, cfg = _image(tmp_path), PreprocessConfig(shape=(8, 8, 8))
+    cache = VolumeCache(tmp_path / "cache")
+    good = cache.get(path, cfg)
+    (entry,) = (tmp_path / "cache").rglob("*.npy")
+    bad = np.zeros((2, 3), np.float32) if tamper == "shape" else good.astype(np.float64)
+    np.save(entry, bad, allow_pickle=False)
+    entry.with_suffix(".crc32").write_text(str(zlib.crc32(entry.read_bytes())))
+    again = VolumeCache(tmp_path / "cache").get(path, cfg)
+    assert again.shape == (8, 8, 8) and again.dtype == np.float32
+    np.testing.assert_array_equal(again, good)
+
+
+def test_written_files_follow_the_umask(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        cache = VolumeCache(tmp_path / "cache")
+        cache.get(_image(tmp_path), PreprocessConfig(shape=(8, 8, 8)))
+    finally:
+        os.umask(old)
+    for entry in (tmp_path / "cache").rglob("*.*"):
+        assert entry.stat().st_mode & 0o777 == 0o644, entry
