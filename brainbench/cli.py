@@ -354,6 +354,13 @@ def _datasets(args: argparse.Namespace) -> None:
     print(catalogue.format_catalogue())
 
 
+INTERRUPTED = (
+    "brainbench: interrupted. Finished run records are kept and the interrupted run left none; "
+    "the same command continues (finished runs are skipped, pretraining resumes from its last "
+    "checkpoint)."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -373,7 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"brainbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("brainbench: interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # Lightning answers Ctrl-C during training with sys.exit(1)
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     return 0
 
