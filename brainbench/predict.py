@@ -33,6 +33,7 @@ from brainbench.data.records import SubjectRecord
 from brainbench.errors import ConfigError
 from brainbench.loading import load_run
 from brainbench.metrics import STRUCTURES
+from brainbench.results.record import check_writable
 from brainbench.spec import TaskSpec
 
 VOXEL_KINDS = ("segmentation", "synthesis")
@@ -70,6 +71,9 @@ def predict_files(
 
     Every input is checked before anything is written. `task`, if given, must be the run's.
     """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for predictions.tsv and volumes.")
     config, spec, estimator = load_run(run_dir)
     if task is not None and task != spec.name:
         raise ConfigError(f"{run_dir} was trained on {spec.name}, not {task}; pick a {task} run.")
@@ -94,8 +98,7 @@ def predict_files(
     volumes = iter([data.volume(i)[0] for i in range(len(data))])
     flags = _flags(run_dir, spec.inputs[0], images, usable, volumes, config.preprocess.spacing)
     predicted = iter(np.asarray(estimator.predict(data)) if records else [])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "--out DIR")
     if spec.kind in VOXEL_KINDS:
         keep = [i for i, ok in enumerate(usable) if ok]
         kept = ([files[i] for i in keep], [images[i] for i in keep], list(predicted))

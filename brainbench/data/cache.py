@@ -122,8 +122,14 @@ class VolumeCache:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         data = buffer.getvalue()
-        atomic_write(entry, data)
-        atomic_write(entry.with_suffix(".crc32"), str(zlib.crc32(data)).encode())
+        try:
+            atomic_write(entry, data)
+            atomic_write(entry.with_suffix(".crc32"), str(zlib.crc32(data)).encode())
+        except OSError as exc:
+            raise DataError(
+                f"cannot write the preprocessed-volume cache {self.root}: {exc.strerror or exc}. "
+                "Set data.cache_dir=PATH (or BRAINBENCH_HOME) to a writable folder with space."
+            ) from None
         return array
 
     @staticmethod

@@ -144,8 +144,11 @@ def peak_memory_mb() -> float:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def check_writable(output_dir: Path | str) -> Path:
-    """Create output_dir if needed and check a file can be written in it; ResultsError if not."""
+def check_writable(output_dir: Path | str, option: str = "output_dir=PATH") -> Path:
+    """Create output_dir if needed and check a file can be written in it; ResultsError if not.
+
+    `option` is how the user chooses another folder, for the message.
+    """
     path = Path(output_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -153,8 +156,8 @@ def check_writable(output_dir: Path | str) -> Path:
             pass
     except OSError as exc:
         raise ResultsError(
-            f"cannot write to the results directory {path}: {exc.strerror or exc}. "
-            "Choose another with output_dir=PATH or fix its permissions."
+            f"cannot write to the folder {path}: {exc.strerror or exc}. Choose another with "
+            f"{option} or fix its permissions."
         ) from exc
     return path
 

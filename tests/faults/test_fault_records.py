@@ -12,6 +12,7 @@ import pytest
 
 from brainbench.config import PreprocessConfig
 from brainbench.data.cache import VolumeCache
+from brainbench.errors import DataError
 
 
 def _image(tmp_path):
@@ -45,3 +46,12 @@ def test_written_files_follow_the_umask(tmp_path) -> None:
         os.umask(old)
     for entry in (tmp_path / "cache").rglob("*.*"):
         assert entry.stat().st_mode & 0o777 == 0o644, entry
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path) -> None:
+    """A cache folder that cannot be written (here: a file in its place, which even root cannot
+    write into) names the folder and the setting that moves it."""
+    (tmp_path / "cache").write_text("not a folder")
+    cache = VolumeCache(tmp_path / "cache")
+    with pytest.raises(DataError, match="cannot write the preprocessed-volume cache.*cache_dir"):
+        cache.get(_image(tmp_path), PreprocessConfig(shape=(8, 8, 8)))

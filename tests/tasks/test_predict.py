@@ -105,6 +105,7 @@ def test_label_maps_go_back_to_the_input_grid_by_nearest_neighbour() -> None:
         ("not_nifti", "not a readable NIfTI"),
         ("no_model", "holds no trained model"),
         ("task", "was trained on mri/age, not mri/seg"),
+        ("out_is_a_file", "is a file; give a folder"),
     ],
 )
 def test_bad_predict_input_exits_2(runs, t1w, tmp_path: Path, capsys, case, needle) -> None:
@@ -117,10 +118,12 @@ def test_bad_predict_input_exits_2(runs, t1w, tmp_path: Path, capsys, case, need
         files = [str(tmp_path / "notes.nii.gz")]
     elif case == "no_model":
         run = str(tmp_path)
-    else:
+    elif case == "task":
         extra = ["--task", "mri/seg"]
     out = tmp_path / "out"
+    if case == "out_is_a_file":
+        out.write_text("an earlier result")
     assert main(["predict", run, *files, "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
-    assert not out.exists()  # nothing half-written
+    assert out.is_file() if case == "out_is_a_file" else not out.exists()  # nothing written
