@@ -42,7 +42,10 @@ def read_meta(path: Path) -> dict[str, Any]:
         header = (f.metadata() or {}).get(META_KEY)
     if header is None:
         raise DataError(f"{path} was not written by brainbench (no '{META_KEY}' header).")
-    return json.loads(header)
+    try:
+        return json.loads(header)
+    except ValueError:
+        raise DataError(f"{path} has a damaged '{META_KEY}' header; retrain the model.") from None
 
 
 def save_weights(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

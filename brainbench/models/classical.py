@@ -152,8 +152,13 @@ class RidgeEstimator:
     def predict(self, data: Dataset) -> np.ndarray:
         if not self.arrays:
             raise RuntimeError("fit() or load() must be called first")
-        a = self.arrays
-        score = (self.features(data) - a["mean"]) / a["scale"] @ a["coef"] + a["intercept"][0]
+        a, x = self.arrays, self.features(data)
+        if x.shape[1] != len(a["coef"]):
+            raise DataError(
+                f"the ridge model takes {len(a['coef'])} features but the data gives "
+                f"{x.shape[1]}; preprocess as in training (its config.yaml)."
+            )
+        score = (x - a["mean"]) / a["scale"] @ a["coef"] + a["intercept"][0]
         return 1 / (1 + np.exp(-score)) if self.kind == "classification" else score
 
     def save(self, path: Path) -> None:
@@ -161,7 +166,11 @@ class RidgeEstimator:
         save_weights(path, self.arrays, meta)
 
     def load(self, path: Path) -> None:
-        self.arrays = load_weights(path, "ridge")
+        arrays = load_weights(path, "ridge")
+        sizes = {name: arrays[name].shape for name in ("mean", "scale", "coef", "intercept")}
+        if len({sizes["mean"], sizes["scale"], sizes["coef"]}) > 1 or sizes["intercept"] != (1,):
+            raise DataError(f"{path} does not fit a ridge model: array shapes {sizes}.")
+        self.arrays = arrays
 
 
 @register_model(

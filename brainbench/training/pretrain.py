@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -294,9 +295,17 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
 
 
 def _checkpoint_step(path: Path | None) -> int:
+    """The step a checkpoint was saved at (0 for none); DataError for a damaged file."""
     if path is None:
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        raise DataError(
+            f"the checkpoint {path} is damaged ({type(exc).__name__}); delete it to start this "
+            "pretraining afresh (the other checkpoints beside it are kept), or set output_dir "
+            "elsewhere."
+        ) from None
 
 
 @torch.inference_mode()

@@ -9,7 +9,7 @@ import torch
 
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.splits import dataset_splits
-from brainbench.errors import ConfigError, UnknownNameError
+from brainbench.errors import ConfigError, DataError, UnknownNameError
 from brainbench.models.base import read_meta
 from brainbench.models.mae import load_encoder
 from brainbench.models.mae3d_cnn import MAE3DConfig
@@ -78,6 +78,14 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)  # nothing left to do
     assert any("already trained to step 6" in line for line in logs)
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+    last = out / "checkpoints" / "last.ckpt"
+    intact = last.read_bytes()
+    last.write_bytes(intact[: len(intact) // 3])  # a disk that filled up while saving
+    with pytest.raises(DataError, match="last.ckpt is damaged.*delete it"):
+        pretrain(config.model_copy(update={"max_steps": 8}), log=logs.append)
+    assert (out / "model.safetensors").is_file()  # nothing of the earlier run deleted
+    last.write_bytes(intact)
 
     wider = MAE3DConfig(width=16, depth=1, groups=4)
     with pytest.raises(ConfigError, match="another model config"):
