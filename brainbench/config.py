@@ -56,8 +56,9 @@ class DataConfig(StrictModel):
     cache_dir: Path | None = Field(None, description="array cache; None = home()/cache")
     mix_renderings: bool = Field(
         True,
-        description="train on every rendering of a scan the dataset holds (skull-stripped by its "
-        "brain mask, standard spaces), one drawn per step; evaluation uses the scans as given",
+        description="train on the renderings of a scan the dataset holds (skull-stripped by its "
+        "brain mask, standard spaces) at random contrast, half the draws; evaluation uses the "
+        "scans as given",
     )
     filters: dict[str, Annotated[str, AfterValidator(_entity_filter)]] = Field(
         {},

@@ -18,6 +18,7 @@ LABEL_MODALITIES = ("seg",)
 # Training draws a contrast exponent per image in this range (log-uniform): grey/white contrast
 # differs across scanners and sequences more than between adults, so it must not read as age.
 CONTRAST_GAMMA = (0.67, 1.5)
+AS_GIVEN_SHARE = 0.5  # of training draws that show the scan as given (the rest: any rendering)
 
 
 def column_value(record: SubjectRecord, column: str) -> float | str | None:
@@ -192,9 +193,12 @@ class VolumeDataset(SubjectDataset):
         self._seed, self._draws = seed, [0] * len(self.records)
 
     def drawn(self, i: int, key: int | None = None) -> tuple[np.ndarray, int]:
-        """Record i's volume as training shows it, and the rendering's number: with `mix`, a
-        random rendering at a random contrast, drawn from (seed, i, n) for its n-th draw, or
-        from (seed, key) for a keyed draw (training.fit.KeyedDataset); else as given."""
+        """Record i's volume as training shows it, and the rendering's number.
+
+        With `mix`: half the time as given, else a random rendering at a random contrast, drawn
+        from (seed, i, n) for its n-th draw or from (seed, key) for a keyed draw
+        (training.fit.KeyedDataset). Without: as given.
+        """
         if not self.mix:
             return self.volume(i), 0
         if key is None:
@@ -203,6 +207,8 @@ class VolumeDataset(SubjectDataset):
         else:
             entropy = [self._seed, key]
         rng = np.random.default_rng(entropy)
+        if rng.random() < AS_GIVEN_SHARE:
+            return self.volume(i), 0
         rendering = int(rng.integers(len(self.renderings[i])))
         volume = self.volume(i, rendering)
         low, high = np.log(CONTRAST_GAMMA)
