@@ -233,6 +233,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as {dotted.key: leaf value}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _flat_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
     keys = set()
     for key, value in tree.items():

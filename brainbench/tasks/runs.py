@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict
+from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict, flatten
 from brainbench.data.dataset import VolumeDataset, target_value
 from brainbench.data.ood import PROFILE_FILE, fit_profiles, write_profiles
 from brainbench.data.records import SubjectRecord, count_text
@@ -164,17 +164,7 @@ def config_digest(config: ExperimentConfig) -> str:
     payload["trainer"].pop("epoch_passes")
     if passes != 1.0:  # full-data digests of older records stay valid
         payload["trainer"]["epoch_passes"] = passes
-    return hashlib.sha256(repr(sorted(_flatten(payload).items())).encode()).hexdigest()[:16]
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return hashlib.sha256(repr(sorted(flatten(payload).items())).encode()).hexdigest()[:16]
 
 
 def is_global_zero() -> bool:

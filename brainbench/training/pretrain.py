@@ -42,6 +42,7 @@ from brainbench.config import (
     StrictModel,
     TrainerConfig,
     build_config,
+    flatten,
     home,
 )
 from brainbench.data.cache import VolumeCache, atomic_write
@@ -188,6 +189,33 @@ class MAEModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
 
+# settings a pretraining may resume under changed: how long and where it runs, not what it learns
+RESUMABLE = {"max_steps", "checkpoint_every", "output_dir"} | {
+    f"trainer.{key}"
+    for key in ("max_epochs", "progress_bar", "num_workers", "accelerator", "devices", "strategy",
+                "num_nodes", "precision")
+}  # fmt: skip
+
+
+def check_same_config(out: Path, config: PretrainConfig) -> None:
+    """ConfigError naming the settings that differ from the pretraining already in `out`."""
+    path = out / CONFIG
+    if not path.is_file():
+        return
+    saved = flatten(json.loads(path.read_text()))
+    now = flatten(config.model_dump(mode="json"))
+    changed = sorted(
+        key for key in saved.keys() | now.keys()
+        if key not in RESUMABLE and saved.get(key) != now.get(key)
+    )  # fmt: skip
+    if changed:
+        listed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+        raise ConfigError(
+            f"{out} holds a pretraining with another config ({listed}); set output_dir elsewhere "
+            "to train this one beside it, or change the settings back to resume it."
+        )
+
+
 def pretrained_dir(config: PretrainConfig) -> Path:
     return Path(config.output_dir) / "pretrained" / f"{config.name}-{dataset_id(config.data)}"
 
@@ -233,6 +261,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
             f"{len(config.modalities)}; make them agree."
         )
     out = pretrained_dir(config)
+    check_same_config(out, config)
     data = _datasets(config, log)
     data["train"].reseed(config.seed)
     t = config.trainer

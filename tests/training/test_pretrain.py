@@ -88,8 +88,14 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     last.write_bytes(intact)
 
     wider = MAE3DConfig(width=16, depth=1, groups=4)
-    with pytest.raises(ConfigError, match="another model config"):
+    with pytest.raises(ConfigError, match="another config.*model.width: 8 -> 16"):
         pretrain(config.model_copy(update={"model": wider, "max_steps": 8}), log=logs.append)
+    faster = config.trainer.model_copy(update={"lr": config.trainer.lr * 2})
+    logged = sorted(p.name for p in out.rglob("*.csv"))
+    with pytest.raises(ConfigError, match="trainer.lr"):  # it used to keep the old model silently
+        pretrain(config.model_copy(update={"trainer": faster, "max_steps": 8}), log=logs.append)
+    assert sorted(p.name for p in out.rglob("*.csv")) == logged  # and delete its logs
+    assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
 def test_site_weights_draw_sites_uniformly(tmp_path) -> None:
