@@ -53,6 +53,7 @@ import yaml
 
 import brainbench
 from brainbench.errors import ResultsError
+from brainbench.owners import owner_tag, remove_dead
 from brainbench.spec import METRICS, PREDICTIONS, RECORD_CONFIG
 
 ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
@@ -194,6 +195,11 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
+def _unique() -> str:
+    """'<host>-<pid>.<8 hex>': whose temporary folder it is, and which one."""
+    return f"{owner_tag()}.{uuid.uuid4().hex[:8]}"
+
+
 def _siblings(final: Path, marker: str) -> list[Path]:
     return sorted(final.parent.glob(f".{final.name}{marker}*"))
 
@@ -232,9 +238,9 @@ def write_record(
         raise ValueError(f"metrics for {run_dir} lack {missing or list(HEADLINE_KEYS)}")
     check_writable(run_dir.parent)
     _restore_stranded(run_dir)
-    for stale in _siblings(run_dir, _TMP) + _siblings(run_dir, _OLD):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = run_dir.with_name(f".{run_dir.name}{_TMP}{uuid.uuid4().hex[:8]}")
+    for marker in (_TMP, _OLD):  # leftovers of writers that died, not of one still writing
+        remove_dead(run_dir.parent, f".{run_dir.name}{marker}")
+    tmp = run_dir.with_name(f".{run_dir.name}{_TMP}{_unique()}")
     tmp.mkdir()
     try:
         (tmp / RECORD_CONFIG).write_text(yaml.safe_dump(_clean(config), sort_keys=False), "utf-8")
@@ -243,7 +249,7 @@ def write_record(
             write(tmp / name)
         (tmp / METRICS).write_text(to_json(payload), "utf-8")  # last: marks completeness
         if run_dir.exists():
-            old = run_dir.with_name(f".{run_dir.name}{_OLD}{uuid.uuid4().hex[:8]}")
+            old = run_dir.with_name(f".{run_dir.name}{_OLD}{_unique()}")
             os.replace(run_dir, old)
             os.replace(tmp, run_dir)
             shutil.rmtree(old, ignore_errors=True)

@@ -27,6 +27,7 @@ from brainbench.data.records import SubjectRecord, count_text
 from brainbench.data.splits import MIN_SUBJECTS, dataset_id, dataset_splits
 from brainbench.data.subsets import in_stages, label_subset
 from brainbench.errors import DataError
+from brainbench.owners import owner_tag, remove_dead
 from brainbench.registry import get_model
 from brainbench.results.record import (
     environment_info,
@@ -204,9 +205,10 @@ def run_seeds(
         estimator = entry.build(experiment.params, task=spec, trainer=label_budget(config))
         work_root = config.output_dir / ".work"
         work_root.mkdir(parents=True, exist_ok=True)
+        remove_dead(work_root, "")  # scratch folders of runs that were killed
         if isinstance(datasets["train"], VolumeDataset):
             datasets["train"].reseed(seed)  # its renderings drawn alike whatever ran before
-        with tempfile.TemporaryDirectory(dir=work_root) as work:
+        with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{owner_tag()}.") as work:
             info = estimator.fit(datasets["train"], datasets["val"], seed=seed, run_dir=Path(work))
         if not rank_zero:
             continue

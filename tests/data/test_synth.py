@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import nibabel as nib
@@ -247,7 +248,8 @@ def test_subject_streams_do_not_depend_on_cohort_size() -> None:
 def test_ensure_cohort_is_idempotent_and_atomic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(gen.PRESETS, "tiny", gen.Preset("tiny", 8, 16, "test"))
     root = gen.default_root("tiny", 0)
-    dead = gen._staging_path(root, 2**22 + 12345)  # a crashed run's leftover
+    host = socket.gethostname()
+    dead = root.with_name(f".{root.name}.tmp-{host}-{2**22 + 12345}")  # a crashed run's leftover
     (dead / "sub-0001").mkdir(parents=True)
     assert ensure_cohort("tiny", 0) == root
     assert (root / gen.MARKER).is_file() and not dead.exists()

@@ -4,6 +4,7 @@ sharing the folder (0666 less the umask, not mkstemp's 0600)."""
 from __future__ import annotations
 
 import os
+import socket
 import zlib
 
 import nibabel as nib
@@ -13,6 +14,7 @@ import pytest
 from brainbench.config import PreprocessConfig
 from brainbench.data.cache import VolumeCache
 from brainbench.errors import DataError
+from brainbench.owners import owner_tag, remove_dead
 
 
 def _image(tmp_path):
@@ -55,3 +57,18 @@ def test_unwritable_cache_is_a_clear_error(tmp_path) -> None:
     cache = VolumeCache(tmp_path / "cache")
     with pytest.raises(DataError, match="cannot write the preprocessed-volume cache.*cache_dir"):
         cache.get(_image(tmp_path), PreprocessConfig(shape=(8, 8, 8)))
+
+
+def test_only_dead_runs_leftovers_are_removed(tmp_path) -> None:
+    """Scratch folders carry '<host>-<pid>': a run removes those of exited processes only, so
+    two runs in one results folder never delete each other's work."""
+    host = socket.gethostname()
+    dead = tmp_path / f"{host}-{2**22 + 999}.k3j_9x1a"
+    alive = tmp_path / f"{host}-{os.getppid()}.abcdefgh"
+    other_host = tmp_path / f"elsewhere-{2**22 + 999}.abcdefgh"
+    unknown = tmp_path / "notes"
+    for folder in (dead, alive, other_host, unknown):
+        folder.mkdir()
+    remove_dead(tmp_path, "")
+    assert sorted(tmp_path.iterdir()) == sorted([alive, other_host, unknown])
+    assert owner_tag() == f"{host}-{os.getpid()}"

@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -116,14 +117,18 @@ def test_hard_crash_leftovers_are_ignored_then_cleaned(tmp_path, payload):
         tmp_path / "run", config={}, metrics=payload(mae=3.0), predictions=PREDICTIONS
     )
     # killed mid-write: a full temporary copy; killed mid-swap: the previous record set aside
-    shutil.copytree(where, tmp_path / ".run.tmp-dead")
-    os.replace(where, tmp_path / ".run.old-dead")
+    dead = f"{socket.gethostname()}-{2**22 + 4321}.abcdefgh"  # a process that has exited
+    shutil.copytree(where, tmp_path / f".run.tmp-{dead}")
+    os.replace(where, tmp_path / f".run.old-{dead}")
+    # another run writing the same record right now: its folder must survive
+    alive = tmp_path / f".run.tmp-{socket.gethostname()}-{os.getppid()}.12345678"
+    alive.mkdir()
     assert not is_complete(where) and read_records(tmp_path) == []
     with pytest.raises(RuntimeError):
         write_record(
             where, config={}, metrics=payload(mae=9.0), predictions=PREDICTIONS, files={"x": _crash}
         )
-    assert _headline(where) == 3.0 and not _hidden(where)  # the set-aside record is back
+    assert _headline(where) == 3.0 and _hidden(where) == [alive]  # the set-aside record is back
 
 
 def test_is_complete(tmp_path, write):

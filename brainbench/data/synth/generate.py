@@ -11,7 +11,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from brainbench.data.synth.anatomy import Template, load_template
 from brainbench.data.synth.sites import SITE_BY_NAME, SITES
 from brainbench.errors import ConfigError, DataError, suggest
 from brainbench.labels import SUBCORTICAL_LABELS as LABELS
+from brainbench.owners import owner_tag, remove_dead
 from brainbench.progress import track
 from brainbench.stages import STAGES
 
@@ -308,8 +308,9 @@ def ensure_cohort(preset: str = "default", seed: int = 0, root: Path | None = No
         if record["version"] == GENERATOR_VERSION:
             return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_leftovers(root)
-    staging = _staging_path(root, os.getpid())
+    prefix = f".{root.name}.tmp-"  # staging folders of generations that died are removed
+    remove_dead(root.parent, prefix)
+    staging = root.with_name(prefix + owner_tag())
     shutil.rmtree(staging, ignore_errors=True)
     try:
         generate_cohort(staging, preset, seed)
@@ -341,26 +342,3 @@ def _read_record(root: Path) -> dict:
             f"{root} exists but is not a complete synthetic cohort (no readable {MARKER}); "
             "delete it or choose another path."
         ) from None
-
-
-def _staging_path(root: Path, pid: int) -> Path:
-    return root.with_name(f".{root.name}.tmp-{socket.gethostname()}-{pid}")
-
-
-def _remove_dead_leftovers(root: Path) -> None:
-    """Delete staging folders of generations on this host whose process has died."""
-    prefix = _staging_path(root, 0).name[:-1]
-    for leftover in root.parent.glob(f"{prefix}*"):
-        pid = leftover.name[len(prefix) :]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
