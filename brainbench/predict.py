@@ -93,8 +93,12 @@ def predict_files(
         for s, f, ok in zip(stems, files, usable, strict=True)
         if ok
     ]
+    preprocess = config.preprocess
+    if preprocess.skull_strip == "mask":  # inputs come without masks: taken as given
+        log(f"{run_dir} was trained on skull-stripped scans: give it skull-stripped inputs.")
+        preprocess = preprocess.model_copy(update={"skull_strip": "none"})
     cache = VolumeCache(config.data.cache_dir or home() / "cache")
-    data = VolumeDataset(records, list(spec.inputs), None, config.preprocess, cache)
+    data = VolumeDataset(records, list(spec.inputs), None, preprocess, cache)
     volumes = iter([data.volume(i)[0] for i in range(len(data))])
     flags = _flags(run_dir, spec.inputs[0], images, usable, volumes, config.preprocess.spacing)
     predicted = iter(np.asarray(estimator.predict(data)) if records else [])

@@ -127,3 +127,14 @@ def test_bad_predict_input_exits_2(runs, t1w, tmp_path: Path, capsys, case, need
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert out.is_file() if case == "out_is_a_file" else not out.exists()  # nothing written
+
+
+def test_run_trained_on_skull_stripped_scans_predicts_inputs_as_given(t1w, tmp_path, capsys):
+    """preprocess.skull_strip=mask trains on masked scans; predict's inputs have no masks, so
+    they are taken as given, with a line saying the run wants skull-stripped inputs."""
+    out = tmp_path / "results"
+    args = ["mri", "age", "-m", "chance", "--debug", "preprocess.skull_strip=mask"]
+    assert main([*args, f"output_dir={out}"]) == 0
+    run = next((out / "runs" / "mri-age").rglob("seed33"))
+    assert main(["predict", str(run), str(t1w[0]), "--out", str(tmp_path / "pred")]) == 0
+    assert "trained on skull-stripped scans" in capsys.readouterr().out
