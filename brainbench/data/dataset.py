@@ -112,9 +112,9 @@ class VolumeDataset(SubjectDataset):
     """Item i is (x: float32 tensor (C, *cfg.shape), y: float32 scalar tensor; NaN if no target).
 
     Channels follow `modalities`; a label modality ('seg') is cropped like the record's first
-    image modality. With `mix` (training) each item is one of the record's renderings, drawn
-    with torch's generator; `volume(i)` is always the scans as given. Holds no open files, so
-    it pickles into DataLoader workers.
+    image modality. With `mix` (training) an item may be another of the record's renderings
+    (`drawn`), each holding `modalities` and `also`; `volume(i)` is always the scans as given.
+    Holds no open files, so it pickles into DataLoader workers.
     """
 
     def __init__(
@@ -126,6 +126,7 @@ class VolumeDataset(SubjectDataset):
         cache: VolumeCache,
         *,
         mix: bool = False,
+        also: tuple[str, ...] = (),
     ) -> None:
         strip = cfg.skull_strip == "mask"
         for record in records:
@@ -150,7 +151,8 @@ class VolumeDataset(SubjectDataset):
         self.cache = cache
         self.mix = mix
         self.reseed(0)
-        self.renderings = [record_renderings(r, self.modalities, strip, mix) for r in self.records]
+        needs = [*self.modalities, *also]
+        self.renderings = [record_renderings(r, needs, strip, mix) for r in self.records]
         values = [target_value(r, target) if target else np.nan for r in self.records]
         self._targets = np.asarray(values, dtype=np.float32)
 

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import nibabel as nib
 import numpy as np
@@ -154,7 +155,8 @@ def fit_profile(dataset: VolumeDataset, channel: int) -> Profile:
     """The profile of channel `channel` of a VolumeDataset, over every training rendering."""
     modality = dataset.modalities[channel]
     spacing = dataset.cfg.spacing
-    hists, signatures, ml, cuts, sizes, owner = [], [], [], [], [], []
+    hists, signatures, ml, owner = [], [], [], []
+    files: dict[Path, tuple[float, float]] = {}  # (border cut, voxel size) per image file
     for i, options in enumerate(dataset.renderings):
         for k, (images, _) in enumerate(options):
             volume = dataset.volume(i, k)[channel]
@@ -162,9 +164,10 @@ def fit_profile(dataset: VolumeDataset, channel: int) -> Profile:
             hists.append(histogram(volume))
             signatures.append(signature(volume))
             ml.append(float(foreground(volume).sum()) * spacing**3 / 1000.0)
-            img = load_nifti(images[modality])
-            cuts.append(border_cut(img))
-            sizes.append(voxel_mm(img))
+            if images[modality] not in files:  # a stripped rendering shares its image file
+                img = load_nifti(images[modality])
+                files[images[modality]] = (border_cut(img), voxel_mm(img))
+    cuts, sizes = zip(*files.values(), strict=True)
     owner_array = np.asarray(owner)
     keep = np.random.default_rng(0).permutation(len(owner))[:MAX_SIGNATURES]
     kept = owner_array[keep]
@@ -182,13 +185,19 @@ def fit_profile(dataset: VolumeDataset, channel: int) -> Profile:
     )
 
 
+_FITTED: WeakKeyDictionary[VolumeDataset, list[Profile]] = WeakKeyDictionary()
+
+
 def fit_profiles(dataset: VolumeDataset) -> list[Profile]:
-    """One profile per image modality of a training dataset."""
-    return [
-        fit_profile(dataset, c)
-        for c, m in enumerate(dataset.modalities)
-        if m not in LABEL_MODALITIES
-    ]
+    """One profile per image modality of a training dataset, fitted once per dataset object
+    (every model of a task trains on the same one)."""
+    if dataset not in _FITTED:
+        _FITTED[dataset] = [
+            fit_profile(dataset, c)
+            for c, m in enumerate(dataset.modalities)
+            if m not in LABEL_MODALITIES
+        ]
+    return _FITTED[dataset]
 
 
 def write_profiles(profiles: list[Profile], path: Path) -> None:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from brainbench.config import PreprocessConfig
 from brainbench.data.cache import VolumeCache
-from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset, record_renderings
+from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import foreground, grid_affine
 from brainbench.data.records import SubjectRecord
@@ -52,11 +52,7 @@ class PairDataset(VolumeDataset):
         n_labels: int,
         mix: bool = False,
     ) -> None:
-        super().__init__(records, inputs, None, cfg, cache, mix=mix)
-        strip = cfg.skull_strip == "mask"
-        self.renderings = [
-            record_renderings(r, [*inputs, target], strip, mix) for r in self.records
-        ]
+        super().__init__(records, inputs, None, cfg, cache, mix=mix, also=(target,))
         self.target_modality = target
         self.is_label = target in LABEL_MODALITIES
         self.n_labels = n_labels

@@ -195,7 +195,6 @@ def run_seeds(
     rank_zero = is_global_zero()
     if not rank_zero and entry.kind != "torch":
         return written  # only distributed training needs the extra processes
-    profiles: list = []  # the training inputs' profiles, fitted for the first seed that runs
     for seed, rdir in zip(config.seeds, experiment.run_dirs(), strict=True):
         if is_complete(rdir) and not force:
             log(f"  {config.model_name} seed {seed}: done already ({rdir}); --force reruns it")
@@ -238,7 +237,7 @@ def run_seeds(
         }
         files = {WEIGHTS: estimator.save, **result.files}
         if isinstance(datasets["train"], VolumeDataset):
-            profiles = profiles or fit_profiles(datasets["train"])
+            profiles = fit_profiles(datasets["train"])
             files[PROFILE_FILE] = lambda path, fitted=profiles: write_profiles(fitted, path)
         written.append(
             write_record(
