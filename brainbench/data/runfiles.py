@@ -58,6 +58,17 @@ def check_tr(tr: float, source: str) -> float:
     )
 
 
+def header_tr(path: Path, image: nib.spatialimages.SpatialImage | None) -> float | None:
+    """TR in seconds from a 4D NIfTI header's time step in its xyzt_units (s, ms or us), checked
+    against TR_RANGE; None when the header has none (unknown units with a step of 1: unset)."""
+    if isinstance(image, nib.Nifti1Image) and len(image.shape) == 4:
+        step = float(image.header["pixdim"][4])
+        units = image.header.get_xyzt_units()[1]
+        if units in TIME_UNITS and step > 0 and (step != 1.0 or units != "unknown"):
+            return check_tr(step * TIME_UNITS[units], f"the header of {path} ({step:g} {units})")
+    return None
+
+
 def repetition_time(path: Path, image: nib.spatialimages.SpatialImage | None = None) -> float:
     """TR in seconds from the BIDS sidecar JSON next to `path`, else the NIfTI header.
 
@@ -77,11 +88,9 @@ def repetition_time(path: Path, image: nib.spatialimages.SpatialImage | None = N
                     "of seconds: fix it or pass --tr SECONDS."
                 )
             return check_tr(float(tr), f"sidecar {sidecar} (RepetitionTime)")
-    if isinstance(image, nib.Nifti1Image) and len(image.shape) == 4:
-        step = float(image.header["pixdim"][4])
-        units = image.header.get_xyzt_units()[1]
-        if units in TIME_UNITS and step > 0 and (step != 1.0 or units != "unknown"):
-            return check_tr(step * TIME_UNITS[units], f"the header of {path} ({step:g} {units})")
+    tr = header_tr(path, image)
+    if tr is not None:
+        return tr
     raise DataError(
         f"no repetition time for {path}: neither a sidecar {sidecar.name} with RepetitionTime "
         "nor a time step in the header; add the sidecar or pass --tr SECONDS."

@@ -36,6 +36,7 @@ from brainbench.data.events import read_events
 from brainbench.data.image_features import npy_bytes
 from brainbench.data.nifti import open_image
 from brainbench.data.records import SubjectRecord
+from brainbench.data.runfiles import check_tr, header_tr
 from brainbench.data.sources.base import Source
 from brainbench.data.sources.table import parse_age, parse_sex
 from brainbench.errors import ConfigError, DataError
@@ -145,10 +146,10 @@ def _tr(bold: Path, root: Path, image) -> float:
         if sidecar.is_file():
             value = json.loads(sidecar.read_text()).get("RepetitionTime")
             if value:
-                return float(value)
-    zooms = image.header.get_zooms()
-    if len(zooms) > 3 and zooms[3] > 0:
-        return float(zooms[3])
+                return check_tr(float(value), f"sidecar {sidecar} (RepetitionTime)")
+    tr = header_tr(bold, image)  # the header's time step, in its units
+    if tr is not None:
+        return tr
     raise DataError(f"{bold} has no RepetitionTime (no JSON sidecar, no TR in the header).")
 
 
