@@ -35,3 +35,21 @@ def test_refused(tmp_path, case):
     with pytest.raises(DataError, match=message) as err:
         cache.get(path, cfg)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("other-grid", "another grid.*skull_strip=none"), ("empty", "brain mask is empty")],
+)
+def test_bad_brain_mask_named(tmp_path, case, message):
+    """preprocess.skull_strip=mask with a mask on another grid or an empty one: the error names
+    the image, the mask and the way out."""
+    path, mask = tmp_path / "sub-01_T1w.nii", tmp_path / "sub-01_desc-brain_mask.nii"
+    nib.save(nib.Nifti1Image(_brain(), np.eye(4)), path)
+    data = np.zeros((10, 12, 12) if case == "other-grid" else (12, 12, 12), np.uint8)
+    data[2:8, 2:8, 2:8] = case == "other-grid"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), mask)
+    cfg = PreprocessConfig(shape=(8, 8, 8), skull_strip="mask")
+    with pytest.raises(DataError, match=message) as err:
+        VolumeCache(tmp_path / "cache").get(path, cfg, mask=mask)
+    assert str(path) in str(err.value) and str(mask) in str(err.value)
