@@ -17,7 +17,7 @@ from scipy import ndimage
 from brainbench.config import PreprocessConfig
 from brainbench.errors import DataError
 
-PREPROCESS_VERSION = "2"  # bump when the output of preprocess_volume changes
+PREPROCESS_VERSION = "3"  # bump when the output of preprocess_volume changes
 FOREGROUND_FRACTION = 0.1  # of the 99.9th intensity percentile
 SLICE_FRACTION = 0.02  # a slice belongs to the brain's box if it holds this share of the fullest
 
@@ -51,18 +51,22 @@ def fov_centre(img: nib.Nifti1Image) -> np.ndarray:
 
 
 def _resample(
-    img: nib.Nifti1Image, cfg: PreprocessConfig, centre: np.ndarray, order: int
+    img: nib.Nifti1Image, cfg: PreprocessConfig, centre: np.ndarray, is_label: bool
 ) -> np.ndarray:
-    """Sample `img` on the RAS output grid centred at `centre` (anti-aliased when downsampling)."""
+    """Sample `img` on the RAS output grid centred at `centre` (anti-aliased when downsampling).
+
+    Intensities are interpolated linearly. A label map is interpolated as one indicator volume
+    per label (filtered and sampled like an image) and each voxel takes the label of the largest,
+    so label edges fall where the interpolated image puts them instead of on the staircase that
+    nearest-neighbour sampling of a coarser grid leaves.
+    """
     shape = np.array(cfg.shape)
     inverse = np.linalg.inv(img.affine)
     matrix = inverse[:3, :3] * cfg.spacing
     offset = inverse[:3, :3] @ (centre - cfg.spacing * (shape - 1) / 2) + inverse[:3, 3]
-    data = np.asanyarray(img.dataobj).astype(np.float32, copy=False)
-    sigma = np.zeros(3)
-    if order > 0:
-        zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
-        sigma = np.maximum(0.0, (cfg.spacing / zooms - 1) / 2)
+    data = np.asanyarray(img.dataobj)
+    zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    sigma = np.maximum(0.0, (cfg.spacing / zooms - 1) / 2)
     # only the input block the grid touches (plus the filter's reach) is filtered and sampled
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
     reach = matrix @ corners + offset[:, None]
@@ -72,11 +76,27 @@ def _resample(
     if np.any(hi <= lo):  # the grid lies outside the image
         return np.zeros(cfg.shape, np.float32)
     block = data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    if sigma.any():
-        block = ndimage.gaussian_filter(block, sigma)
-    return ndimage.affine_transform(
-        block, matrix, offset - lo, output_shape=cfg.shape, order=order, mode="constant", cval=0.0
-    ).astype(np.float32)
+
+    def sample(volume: np.ndarray) -> np.ndarray:
+        if sigma.any():
+            volume = ndimage.gaussian_filter(volume, sigma)
+        return ndimage.affine_transform(
+            volume, matrix, offset - lo, output_shape=cfg.shape, order=1, mode="constant"
+        )
+
+    if not is_label:
+        return sample(block.astype(np.float32, copy=False)).astype(np.float32)
+    labels = np.zeros(cfg.shape, np.float32)
+    best = np.zeros(cfg.shape, np.float32)
+    total = np.zeros(cfg.shape, np.float32)  # share of all labels; background is the rest
+    for value in np.unique(block):
+        if value != 0:
+            share = sample((block == value).astype(np.float32))
+            labels[share > best] = value
+            best = np.maximum(best, share)
+            total += share
+    labels[best <= 1.0 - total] = 0
+    return labels
 
 
 def skull_strip(img: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
@@ -140,8 +160,8 @@ def preprocess_volume(
 ) -> np.ndarray:
     """A float32 array of shape `cfg.shape` on a RAS grid of `cfg.spacing` mm.
 
-    Images are linearly interpolated and scaled to [0, 1]; label maps use nearest neighbour and
-    keep their integer values. With `cfg.crop_to_brain` the grid is centred on the brain of
+    Images are linearly interpolated and scaled to [0, 1]; label maps are interpolated per label
+    and keep their integer values. With `cfg.crop_to_brain` the grid is centred on the brain of
     `reference` (default: `img` itself); a label map needs its anatomical image as reference.
     """
     if is_label:
@@ -152,5 +172,5 @@ def preprocess_volume(
         raise DataError(
             "the image is blank (every voxel the same value); replace it with a real scan."
         )
-    volume = _resample(img, cfg, _grid_centre(img, cfg, reference), order=0 if is_label else 1)
-    return np.rint(volume).astype(np.float32) if is_label else normalise(volume, cfg.percentiles)
+    volume = _resample(img, cfg, _grid_centre(img, cfg, reference), is_label)
+    return volume if is_label else normalise(volume, cfg.percentiles)

@@ -3,6 +3,7 @@ from collections.abc import Callable
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
 from brainbench.config import PreprocessConfig
@@ -65,6 +66,28 @@ def test_labels_keep_values_and_align(brain: Callable) -> None:
         reoriented(label_img, "LPS"), CFG, is_label=True, reference=reoriented(image, "LPS")
     )
     assert (flipped != out).mean() < 0.01
+
+
+def test_upsampled_labels_follow_the_structure_not_the_coarse_voxels() -> None:
+    """A ball labelled at 3 mm and resampled to 1 mm is closer to the true ball than the
+    nearest-neighbour staircase (scipy order 0) of the same labels."""
+    n, voxel = 24, 3.0
+    centre = (n - 1) / 2 + 0.37  # off the voxel grid
+    axes = np.meshgrid(*[np.arange(n) - centre] * 3, indexing="ij")
+    coarse = (np.sqrt(sum(a**2 for a in axes)) * voxel < 16.0).astype(np.uint8) * 4
+    img = nib.Nifti1Image(coarse, np.diag([voxel, voxel, voxel, 1.0]))
+    cfg = PreprocessConfig(spacing=1.0, shape=(72, 72, 72), crop_to_brain=False)
+    out = preprocess_volume(img, cfg, is_label=True)
+    fine_axes = np.meshgrid(*[np.arange(72) - 35.5] * 3, indexing="ij")
+    centre_mm = (centre - (n - 1) / 2) * voxel
+    truth = np.sqrt(sum((a - centre_mm) ** 2 for a in fine_axes)) < 16.0
+    nearest = ndimage.zoom(coarse, voxel, order=0) > 0
+
+    def dice(a: np.ndarray) -> float:
+        return 2 * (a & truth).sum() / (a.sum() + truth.sum())
+
+    assert set(np.unique(out)) == {0.0, 4.0}
+    assert dice(out > 0) > dice(nearest) + 0.01 and dice(out > 0) > 0.95
 
 
 def test_label_needs_reference_when_cropping(brain: Callable) -> None:
