@@ -28,7 +28,7 @@ from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.nifti import load_nifti
 from brainbench.data.ood import read_profiles
-from brainbench.data.preprocess import grid_affine
+from brainbench.data.preprocess import grid_affine, interpolate_labels
 from brainbench.data.records import SubjectRecord
 from brainbench.errors import ConfigError
 from brainbench.loading import load_run
@@ -46,17 +46,22 @@ def _stem(path: Path) -> str:
 def to_input_space(
     volume: np.ndarray, grid: np.ndarray, img: nib.Nifti1Image, *, labels: bool
 ) -> np.ndarray:
-    """`volume` (on the grid with affine `grid`) resampled onto `img`'s voxels."""
+    """`volume` (on the grid with affine `grid`) resampled onto `img`'s voxels; label maps per
+    label (see `interpolate_labels`)."""
     matrix = np.linalg.inv(grid) @ img.affine  # input voxel -> grid voxel
-    return ndimage.affine_transform(
-        volume.astype(np.float32),
-        matrix[:3, :3],
-        matrix[:3, 3],
-        output_shape=img.shape[:3],
-        order=0 if labels else 1,
-        mode="constant",
-        cval=0.0,
-    )
+
+    def sample(values: np.ndarray) -> np.ndarray:
+        return ndimage.affine_transform(
+            values.astype(np.float32, copy=False),
+            matrix[:3, :3],
+            matrix[:3, 3],
+            output_shape=img.shape[:3],
+            order=1,
+            mode="constant",
+            cval=0.0,
+        )
+
+    return interpolate_labels(volume, sample) if labels else sample(volume)
 
 
 def predict_files(

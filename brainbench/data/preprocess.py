@@ -9,6 +9,7 @@ affines too, and it keeps physical size: a bigger brain fills more voxels.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import nibabel as nib
 import numpy as np
@@ -84,19 +85,31 @@ def _resample(
             volume, matrix, offset - lo, output_shape=cfg.shape, order=1, mode="constant"
         )
 
-    if not is_label:
-        return sample(block.astype(np.float32, copy=False)).astype(np.float32)
-    labels = np.zeros(cfg.shape, np.float32)
-    best = np.zeros(cfg.shape, np.float32)
-    total = np.zeros(cfg.shape, np.float32)  # share of all labels; background is the rest
-    for value in np.unique(block):
-        if value != 0:
-            share = sample((block == value).astype(np.float32))
-            labels[share > best] = value
-            best = np.maximum(best, share)
-            total += share
-    labels[best <= 1.0 - total] = 0
-    return labels
+    if is_label:
+        return interpolate_labels(block, sample)
+    return sample(block.astype(np.float32, copy=False)).astype(np.float32)
+
+
+def interpolate_labels(
+    labels: np.ndarray, sample: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Resample a label map: `sample` (float volume -> float volume on the output grid) runs on
+    one indicator volume per label and each output voxel takes the label with the largest share
+    (0, background, where the labels' shares sum to less than the largest)."""
+    best = total = result = None
+    for value in np.unique(labels):
+        if value == 0:
+            continue
+        share = sample((labels == value).astype(np.float32))
+        if best is None:
+            best, total, result = np.zeros_like(share), np.zeros_like(share), np.zeros_like(share)
+        result[share > best] = value
+        best = np.maximum(best, share)
+        total += share
+    if result is None:  # no label at all
+        return sample(np.zeros(labels.shape, np.float32))
+    result[best <= 1.0 - total] = 0
+    return result
 
 
 def skull_strip(img: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -3,8 +3,8 @@ from collections.abc import Callable
 import nibabel as nib
 import numpy as np
 import pytest
-from scipy import ndimage
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+from scipy import ndimage
 
 from brainbench.config import PreprocessConfig
 from brainbench.data.preprocess import preprocess_key, preprocess_volume
