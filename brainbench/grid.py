@@ -27,6 +27,7 @@ from brainbench.config import DataConfig, load_yaml
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_splits
 from brainbench.errors import ConfigError, ResultsError
+from brainbench.memory import check_experiments
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
 from brainbench.resolve import resolve_config
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
@@ -149,8 +150,12 @@ def run_grid(
     todo = [job for job in jobs if job.force or not is_complete(job.run_dir())]
     log(f"grid: {len(jobs)} runs, {len(jobs) - len(todo)} finished already, {len(todo)} to run")
     check_options(workers, cluster, partition)
-    for task in dict.fromkeys(job.task for job in todo):
-        next(job for job in todo if job.task == task).check()
+    firsts = [
+        next(job for job in todo if job.task == t) for t in dict.fromkeys(j.task for j in todo)
+    ]
+    for job in firsts:
+        job.check()
+    check_experiments([job.experiment() for job in firsts])
     outcomes = run_jobs(
         todo,
         workers=workers,

@@ -50,6 +50,7 @@ from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import count_text
 from brainbench.data.splits import dataset_id, dataset_splits
 from brainbench.errors import ConfigError, DataError, unknown
+from brainbench.memory import check_pretraining
 from brainbench.models.base import META_KEY
 from brainbench.models.mae import BACKBONES, CONFIG, WEIGHTS
 from brainbench.models.mae3d_cnn import MAE3DConfig
@@ -260,6 +261,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
             f"model.in_channels={config.model.in_channels} but modalities lists "
             f"{len(config.modalities)}; make them agree."
         )
+    check_pretraining(config)
     out = pretrained_dir(config)
     check_same_config(out, config)
     data = _datasets(config, log)
