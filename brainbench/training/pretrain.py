@@ -45,15 +45,16 @@ from brainbench.config import (
     flatten,
     home,
 )
-from brainbench.data.cache import VolumeCache, atomic_write
+from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import count_text
-from brainbench.data.splits import dataset_id, dataset_splits
+from brainbench.data.splits import dataset_id, dataset_splits, save_split, split_file
 from brainbench.errors import ConfigError, DataError, unknown
 from brainbench.memory import check_pretraining
 from brainbench.models.base import META_KEY
 from brainbench.models.mae import BACKBONES, CONFIG, WEIGHTS
 from brainbench.models.mae3d_cnn import MAE3DConfig
+from brainbench.owners import atomic_write
 from brainbench.registry import load_plugins
 from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
@@ -283,6 +284,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
         trainer = make_trainer(
             t, out, [checkpoints], max_steps=config.max_steps or -1, use_distributed_sampler=False
         )
+        save_split(split_file(config.data, config.split, config.output_dir))  # checkpoints use it
         resume = last if last.is_file() else None
         if resume:
             log(f"pretrain {config.name}: resuming from {resume}")
