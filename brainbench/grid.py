@@ -30,6 +30,7 @@ from brainbench.errors import ConfigError, ResultsError
 from brainbench.memory import check_experiments
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
 from brainbench.resolve import resolve_config
+from brainbench.results.leaderboard import mark_configs
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
 from brainbench.spec import PREDICTIONS, RECORD_CONFIG
 from brainbench.tasks import all_tasks, get_task
@@ -38,6 +39,7 @@ from brainbench.tasks.runs import Experiment
 PREFIX = "multimodal/"
 GRID_DIR = "grid"
 CSV_NAME, GRAPH_NAME, LEGIBILITY_NAME = "multimodal.csv", "targets.json", "legibility.csv"
+CELL = ["target", "inputs", "config"]  # config: the short digest where a pair's runs differ
 ALPHA = 0.05  # family-wise error rate of the legibility verdicts (Holm over the grid's cells)
 Log = Callable[[str], None]
 
@@ -248,8 +250,10 @@ def expected_legibility(inputs: Sequence[str], info: dict) -> str:
 def legibility(
     runs: pd.DataFrame, predictions: dict[str, pd.DataFrame], known: dict[str, dict] | None = None
 ) -> pd.DataFrame:
-    """One row per (target, inputs) cell, its verdict tested over all its seeds, and the
-    expected verdict where `known` (target -> Source.column_domains() entry) gives one.
+    """One row per (target, inputs, config) cell, its verdict tested over all its seeds, and the
+    expected verdict where `known` (target -> Source.column_domains() entry) gives one. Runs of
+    a (target, inputs) pair made with different configs (`config`: their short digest, see
+    grid_table) are separate cells, never averaged.
 
     The seeds share one test set, so their p-values are dependent and Fisher's or Stouffer's
     combination would overstate the evidence; the cell's test is instead the chance test of the
@@ -258,7 +262,8 @@ def legibility(
     ALPHA.
     """
     rows = []
-    for (target, inputs), part in runs.groupby(["target", "inputs"], sort=False):
+    runs = runs.assign(config=runs.get("config", ""))
+    for (target, inputs, config), part in runs.groupby(CELL, sort=False):
         averaged = seed_averaged([predictions[path] for path in part["path"]])
         skill_avg, p_cell = chance_test(part["kind"].iloc[0], averaged)
         expected = expected_legibility(inputs.split("+"), (known or {}).get(target, {}))
@@ -266,6 +271,7 @@ def legibility(
             {
                 "target": target,
                 "inputs": inputs,
+                "config": config,
                 "n_seeds": len(part),
                 "n_test": len(averaged),
                 "skill": part["skill"].mean(),
@@ -335,16 +341,18 @@ def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
             "per_stage": json.dumps(
                 {s: skill(spec.kind, v) for s, v in record["per_stage"].items()}
             ),
+            "config_digest": record.get("config_digest"),
             "path": str(path),
         }
         rows.append(row)
         known[target] = info
     if not rows:
         return pd.DataFrame(), pd.DataFrame()
-    runs = pd.DataFrame(rows).sort_values(["target", "n_inputs", "inputs", "seed"])
+    rows = mark_configs(rows, group=("task", "dataset", "inputs"))
+    runs = pd.DataFrame(rows).sort_values(["target", "n_inputs", "inputs", "config", "seed"])
     cells = legibility(runs, predictions, known)
-    verdicts = cells[["target", "inputs", "p_cell", "p_holm", "verdict", "expected", "agrees"]]
-    return runs.merge(verdicts, on=["target", "inputs"], how="left"), cells
+    verdicts = cells[[*CELL, "p_cell", "p_holm", "verdict", "expected", "agrees"]]
+    return runs.merge(verdicts, on=CELL, how="left"), cells
 
 
 def _column_domains(data: dict) -> dict:
@@ -397,9 +405,10 @@ def format_legibility(cells: pd.DataFrame) -> str:
     """The cells as a text table: skill, p-values, verdict and the cohort's ground truth."""
     if cells.empty:
         return "no grid runs"
+    mixed = ["config"] if cells["config"].any() else []
     shown = cells[
-        ["target", "inputs", "n_seeds", "n_test", "skill", "skill_averaged", "p_cell", "p_holm"]
-        + ["verdict", "expected", "agrees"]
+        ["target", "inputs", *mixed, "n_seeds", "n_test", "skill", "skill_averaged", "p_cell"]
+        + ["p_holm", "verdict", "expected", "agrees"]
     ]
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3g}")
 

@@ -13,7 +13,7 @@ ceiling') to their task.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +115,12 @@ def _oracle_rows(oracle: dict[str, Any], datasets: list[str]) -> Iterator[dict[s
         yield row | {"dataset": dataset}
 
 
-def mark_configs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mark_configs(
+    records: list[dict[str, Any]], group: Sequence[str] = tuple(GROUP)
+) -> list[dict[str, Any]]:
     """The records with `config` set to their short config_digest where records of one row
-    (same GROUP) were run with different configs, else ''."""
-    keys = [tuple((r | record_subset(r))[k] for k in GROUP) for r in records]
+    (same `group` values) were run with different configs, else ''."""
+    keys = [tuple((r | record_subset(r))[k] for k in group) for r in records]
     digests = [str(r.get("config_digest") or "unknown")[:8] for r in records]
     seen: dict[tuple, set[str]] = {}
     for key, digest in zip(keys, digests, strict=True):
