@@ -29,10 +29,11 @@ from brainbench.data.splits import dataset_splits
 from brainbench.errors import ConfigError, ResultsError
 from brainbench.memory import check_experiments
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
+from brainbench.owners import locked
 from brainbench.resolve import resolve_config
 from brainbench.results.leaderboard import mark_configs
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
-from brainbench.spec import PREDICTIONS, RECORD_CONFIG
+from brainbench.spec import PREDICTIONS, RECORD_CONFIG, REPORTS_LOCK
 from brainbench.tasks import all_tasks, get_task
 from brainbench.tasks.runs import Experiment
 
@@ -362,11 +363,10 @@ def _column_domains(data: dict) -> dict:
 
 def write_grid_csv(output_dir: Path | str) -> pd.DataFrame:
     """grid/multimodal.csv (one row per run) and grid/legibility.csv (per cell); the cells."""
-    table, cells = grid_table(output_dir)
-    folder = Path(output_dir) / GRID_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / CSV_NAME, table.to_csv(index=False))
-    atomic_write_text(folder / LEGIBILITY_NAME, cells.to_csv(index=False))
+    with locked(Path(output_dir) / REPORTS_LOCK):  # see results/leaderboard.py write_reports
+        table, cells = grid_table(output_dir)
+        atomic_write_text(Path(output_dir) / GRID_DIR / CSV_NAME, table.to_csv(index=False))
+        atomic_write_text(Path(output_dir) / GRID_DIR / LEGIBILITY_NAME, cells.to_csv(index=False))
     return cells
 
 

@@ -1,15 +1,18 @@
 """Temporary names that carry their owner (host and process), so that a run removes only the
-leftovers of runs that died, never the work of a run still going beside it; and `atomic_write`,
-which writes every file through such a name."""
+leftovers of runs that died, never the work of a run still going beside it; `atomic_write`,
+which writes every file through such a name; and `locked`, for state that runs share."""
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TAG = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)(\.\w{8})?$")
@@ -71,3 +74,20 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def locked(path: Path, log: Callable[[str], object] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock (fcntl.flock) on the file `path` while in the block, first waiting
+    for a process holding it (said through `log`). The kernel releases a dead process's lock;
+    the empty lock file stays, as deleting it would let two processes lock two files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log is not None:
+                log(f"waiting for another process holding {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

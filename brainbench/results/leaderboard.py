@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from brainbench.errors import ResultsError
+from brainbench.owners import locked
 from brainbench.results.dashboard import render_dashboard
 from brainbench.results.grid_dashboard import grid_section
 from brainbench.results.plots import plot_label_efficiency
@@ -45,6 +46,7 @@ from brainbench.results.tables import (
     stage_table,
     subset_label,
 )
+from brainbench.spec import REPORTS_LOCK
 from brainbench.stages import STAGE_NAMES
 
 # label-efficiency and lifespan-generalisation runs: columns only when some run sets them
@@ -256,17 +258,17 @@ def write_reports(results_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Path
     Returns the leaderboard and the paths under the keys 'markdown', 'csv', 'dashboard' and, for
     tasks run at several label fractions, the figure's file name (label_efficiency_*.png).
     """
-    root = Path(results_dir)
-    df, records = _load(root)
-    check_writable(root)
-    curves = {}
-    for task, dataset, part in sections(df):
-        if name := curve_file(task, dataset, part):
-            curves[name] = plot_label_efficiency(root / name, part)
-    return df, curves | {
-        "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
-        "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
-        "dashboard": atomic_write_text(
-            root / "dashboard.html", render_dashboard(df, records, grid_section(root), root)
-        ),
-    }
+    root = check_writable(results_dir)
+    with locked(root / REPORTS_LOCK):  # a run finishing beside us waits, then adds its record
+        df, records = _load(root)
+        curves = {}
+        for task, dataset, part in sections(df):
+            if name := curve_file(task, dataset, part):
+                curves[name] = plot_label_efficiency(root / name, part)
+        return df, curves | {
+            "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
+            "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
+            "dashboard": atomic_write_text(
+                root / "dashboard.html", render_dashboard(df, records, grid_section(root), root)
+            ),
+        }

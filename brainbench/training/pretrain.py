@@ -21,6 +21,7 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,13 @@ from brainbench.memory import check_pretraining
 from brainbench.models.base import META_KEY
 from brainbench.models.mae import BACKBONES, CONFIG, WEIGHTS
 from brainbench.models.mae3d_cnn import MAE3DConfig
-from brainbench.owners import atomic_write
+from brainbench.owners import atomic_write, locked
 from brainbench.registry import load_plugins
 from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.spec import METRICS
 from brainbench.stages import STAGE_NAMES
+from brainbench.tasks.runs import is_global_zero
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
 from brainbench.training.fit import ShardedData, make_trainer, quiet_lightning
 from brainbench.training.masking import MaskedOutput, default_crop, two_views
@@ -264,6 +266,16 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
         )
     check_pretraining(config)
     out = pretrained_dir(config)
+    # one pretraining per folder at a time; DDP's extra processes run under rank 0's lock
+    lock = locked(out.parent / f".{out.name}.lock", log) if is_global_zero() else nullcontext()
+    with lock:
+        return _pretrain_into(out, config, net, log)
+
+
+def _pretrain_into(
+    out: Path, config: PretrainConfig, net: nn.Module, log: Callable[[str], Any]
+) -> Path:
+    """Train `net` into `out` (resuming its last checkpoint) and write the pretrained folder."""
     check_same_config(out, config)
     data = _datasets(config, log)
     data["train"].reseed(config.seed)

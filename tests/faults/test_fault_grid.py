@@ -11,6 +11,7 @@ from brainbench.cli import main
 from brainbench.data.records import SubjectRecord
 from brainbench.grid import write_grid_csv
 from brainbench.results.record import run_dir, write_record
+from brainbench.spec import REPORTS_LOCK
 from brainbench.tasks import get_task
 from brainbench.tasks.multimodal import MultimodalOptions, target_coder
 
@@ -77,3 +78,9 @@ def test_grid_never_averages_different_configs(tmp_path, case):
     assert dict(zip(cells["config"], cells["n_seeds"], strict=True)) == expected
     runs = pd.read_csv(tmp_path / "grid" / "multimodal.csv", keep_default_na=False)
     assert sorted(runs["config"]) == sorted(c for c, n in expected.items() for _ in range(n))
+
+
+def test_grid_csv_waits_for_a_concurrent_writer(tmp_path, waits_for_lock):
+    _grid_record(tmp_path, 33, "aaaa1111", [25.0, 31, 38, 52, 59, 71])
+    waits_for_lock(tmp_path / REPORTS_LOCK, lambda: write_grid_csv(tmp_path))
+    assert (tmp_path / "grid" / "multimodal.csv").is_file()
