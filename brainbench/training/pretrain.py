@@ -267,7 +267,8 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
     check_pretraining(config)
     out = pretrained_dir(config)
     # one pretraining per folder at a time; DDP's extra processes run under rank 0's lock
-    lock = locked(out.parent / f".{out.name}.lock", log) if is_global_zero() else nullcontext()
+    lock_file = Path(config.output_dir) / f".pretrained-{out.name}.lock"
+    lock = locked(lock_file, log) if is_global_zero() else nullcontext()
     with lock:
         return _pretrain_into(out, config, net, log)
 

@@ -13,5 +13,6 @@ def test_pretraining_waits_for_one_into_the_same_folder(monkeypatch, waits_for_l
     trained = []
     monkeypatch.setattr(pretraining, "_pretrain_into", lambda out, *_: trained.append(out))
     out = Path("results/debug/pretrained/mae3d_cnn-synth-debug-seed0")
-    waits_for_lock(out.parent / f".{out.name}.lock", lambda: api.pretrain("mae3d_cnn", debug=True))
+    lock = Path(f"results/debug/.pretrained-{out.name}.lock")
+    waits_for_lock(lock, lambda: api.pretrain("mae3d_cnn", debug=True))
     assert trained == [out]
