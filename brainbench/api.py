@@ -19,6 +19,7 @@ from brainbench.config import (
     parse_overrides,
 )
 from brainbench.errors import ConfigError, unknown
+from brainbench.memory import check_experiments
 from brainbench.registry import MODELS, SOURCES, get_model, get_source, load_plugins
 from brainbench.resolve import CONFIG_DIR, resolve_config
 from brainbench.results.leaderboard import format_table, write_reports
@@ -194,6 +195,7 @@ def run(
             suite or "quick", models, label_fractions=label_fractions, overrides=overrides,
             log=log, **options,
         )  # fmt: skip
+    check_experiments(experiments)
     for out in {exp.config.output_dir for exp in experiments}:
         check_writable(out)
     if not force:

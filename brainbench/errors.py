@@ -18,6 +18,10 @@ class DataError(BrainbenchError):
     """An input file (image, table, folder) is missing, unreadable or inconsistent."""
 
 
+class TooLargeError(ConfigError):
+    """A run would not fit: its cache on the disk or a training batch in memory."""
+
+
 class UnknownNameError(BrainbenchError):
     """An unknown task, model, dataset or stage name."""
 

@@ -27,16 +27,20 @@ from brainbench.config import DataConfig, load_yaml
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_splits
 from brainbench.errors import ConfigError, ResultsError
+from brainbench.memory import check_experiments
 from brainbench.models.fusion import IMAGE_INPUTS, INPUTS, combination_name
+from brainbench.owners import locked
 from brainbench.resolve import resolve_config
+from brainbench.results.leaderboard import mark_configs
 from brainbench.results.record import atomic_write_text, is_complete, read_records, to_json
-from brainbench.spec import PREDICTIONS, RECORD_CONFIG
+from brainbench.spec import PREDICTIONS, RECORD_CONFIG, REPORTS_LOCK
 from brainbench.tasks import all_tasks, get_task
 from brainbench.tasks.runs import Experiment
 
 PREFIX = "multimodal/"
 GRID_DIR = "grid"
 CSV_NAME, GRAPH_NAME, LEGIBILITY_NAME = "multimodal.csv", "targets.json", "legibility.csv"
+CELL = ["target", "inputs", "config"]  # config: the short digest where a pair's runs differ
 ALPHA = 0.05  # family-wise error rate of the legibility verdicts (Holm over the grid's cells)
 Log = Callable[[str], None]
 
@@ -149,8 +153,12 @@ def run_grid(
     todo = [job for job in jobs if job.force or not is_complete(job.run_dir())]
     log(f"grid: {len(jobs)} runs, {len(jobs) - len(todo)} finished already, {len(todo)} to run")
     check_options(workers, cluster, partition)
-    for task in dict.fromkeys(job.task for job in todo):
-        next(job for job in todo if job.task == task).check()
+    firsts = [
+        next(job for job in todo if job.task == t) for t in dict.fromkeys(j.task for j in todo)
+    ]
+    for job in firsts:
+        job.check()
+    check_experiments([job.experiment() for job in firsts])
     outcomes = run_jobs(
         todo,
         workers=workers,
@@ -243,8 +251,10 @@ def expected_legibility(inputs: Sequence[str], info: dict) -> str:
 def legibility(
     runs: pd.DataFrame, predictions: dict[str, pd.DataFrame], known: dict[str, dict] | None = None
 ) -> pd.DataFrame:
-    """One row per (target, inputs) cell, its verdict tested over all its seeds, and the
-    expected verdict where `known` (target -> Source.column_domains() entry) gives one.
+    """One row per (target, inputs, config) cell, its verdict tested over all its seeds, and the
+    expected verdict where `known` (target -> Source.column_domains() entry) gives one. Runs of
+    a (target, inputs) pair made with different configs (`config`: their short digest, see
+    grid_table) are separate cells, never averaged.
 
     The seeds share one test set, so their p-values are dependent and Fisher's or Stouffer's
     combination would overstate the evidence; the cell's test is instead the chance test of the
@@ -253,7 +263,8 @@ def legibility(
     ALPHA.
     """
     rows = []
-    for (target, inputs), part in runs.groupby(["target", "inputs"], sort=False):
+    runs = runs.assign(config=runs.get("config", ""))
+    for (target, inputs, config), part in runs.groupby(CELL, sort=False):
         averaged = seed_averaged([predictions[path] for path in part["path"]])
         skill_avg, p_cell = chance_test(part["kind"].iloc[0], averaged)
         expected = expected_legibility(inputs.split("+"), (known or {}).get(target, {}))
@@ -261,6 +272,7 @@ def legibility(
             {
                 "target": target,
                 "inputs": inputs,
+                "config": config,
                 "n_seeds": len(part),
                 "n_test": len(averaged),
                 "skill": part["skill"].mean(),
@@ -330,16 +342,18 @@ def grid_table(results_dir: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
             "per_stage": json.dumps(
                 {s: skill(spec.kind, v) for s, v in record["per_stage"].items()}
             ),
+            "config_digest": record.get("config_digest"),
             "path": str(path),
         }
         rows.append(row)
         known[target] = info
     if not rows:
         return pd.DataFrame(), pd.DataFrame()
-    runs = pd.DataFrame(rows).sort_values(["target", "n_inputs", "inputs", "seed"])
+    rows = mark_configs(rows, group=("task", "dataset", "inputs"))
+    runs = pd.DataFrame(rows).sort_values(["target", "n_inputs", "inputs", "config", "seed"])
     cells = legibility(runs, predictions, known)
-    verdicts = cells[["target", "inputs", "p_cell", "p_holm", "verdict", "expected", "agrees"]]
-    return runs.merge(verdicts, on=["target", "inputs"], how="left"), cells
+    verdicts = cells[[*CELL, "p_cell", "p_holm", "verdict", "expected", "agrees"]]
+    return runs.merge(verdicts, on=CELL, how="left"), cells
 
 
 def _column_domains(data: dict) -> dict:
@@ -349,11 +363,10 @@ def _column_domains(data: dict) -> dict:
 
 def write_grid_csv(output_dir: Path | str) -> pd.DataFrame:
     """grid/multimodal.csv (one row per run) and grid/legibility.csv (per cell); the cells."""
-    table, cells = grid_table(output_dir)
-    folder = Path(output_dir) / GRID_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / CSV_NAME, table.to_csv(index=False))
-    atomic_write_text(folder / LEGIBILITY_NAME, cells.to_csv(index=False))
+    with locked(Path(output_dir) / REPORTS_LOCK):  # see results/leaderboard.py write_reports
+        table, cells = grid_table(output_dir)
+        atomic_write_text(Path(output_dir) / GRID_DIR / CSV_NAME, table.to_csv(index=False))
+        atomic_write_text(Path(output_dir) / GRID_DIR / LEGIBILITY_NAME, cells.to_csv(index=False))
     return cells
 
 
@@ -392,9 +405,10 @@ def format_legibility(cells: pd.DataFrame) -> str:
     """The cells as a text table: skill, p-values, verdict and the cohort's ground truth."""
     if cells.empty:
         return "no grid runs"
+    mixed = ["config"] if cells["config"].any() else []
     shown = cells[
-        ["target", "inputs", "n_seeds", "n_test", "skill", "skill_averaged", "p_cell", "p_holm"]
-        + ["verdict", "expected", "agrees"]
+        ["target", "inputs", *mixed, "n_seeds", "n_test", "skill", "skill_averaged", "p_cell"]
+        + ["p_holm", "verdict", "expected", "agrees"]
     ]
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3g}")
 

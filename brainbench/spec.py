@@ -25,6 +25,7 @@ MODEL_CONFIG = "config.json"  # the config beside the weights of a pretrained or
 RECORD_CONFIG = "config.yaml"  # a run record's resolved experiment config
 METRICS = "metrics.json"  # a run record's (or pretrained folder's) metrics; written last
 PREDICTIONS = "predictions.csv"  # a run record's test-set predictions
+REPORTS_LOCK = ".reports.lock"  # held while a results folder's leaderboard and grid files are made
 
 
 @dataclass(frozen=True)

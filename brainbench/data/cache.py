@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -22,32 +21,9 @@ from brainbench.config import PreprocessConfig
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import preprocess_key, preprocess_volume, skull_strip
 from brainbench.errors import DataError
+from brainbench.owners import atomic_write
 
 CACHE_VERSION = "1"  # bump when the entry format changes
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temporary file in the same folder and os.replace.
-
-    The file gets the permissions of a plain `open` (0666 less the umask), not mkstemp's 0600,
-    so a lab sharing a folder can read it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path: Path) -> str:

@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from brainbench.data.cache import atomic_write
 from brainbench.errors import DataError
+from brainbench.owners import atomic_write
 
 Extractor = Callable[[list[np.ndarray]], np.ndarray]  # RGB uint8 images -> (N, D) float32
 GRID_COLOUR, GRID_GABOR, SIZE = 4, 2, 64

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from brainbench.config import DataConfig, SplitConfig
-from brainbench.data.cache import atomic_write
 from brainbench.data.records import SubjectRecord, count_text
 from brainbench.data.sources.base import open_source
 from brainbench.errors import DataError
+from brainbench.owners import atomic_write
 
 SPLITS = ("train", "val", "test")
 MIN_SUBJECTS = 10  # fewer cannot be split into train/val/test
+_unsaved: dict[Path, bytes] = {}  # split files made in this process, not written yet
 
 
 def _pick(order: list[str], count: int, rng: np.random.Generator) -> list[str]:
@@ -64,7 +65,8 @@ def make_splits(records: list[SubjectRecord], cfg: SplitConfig) -> dict[str, lis
 def load_or_create_splits(
     records: list[SubjectRecord], cfg: SplitConfig, path: Path
 ) -> dict[str, list[str]]:
-    """The splits saved at `path`, or new ones written there (atomically) the first time.
+    """The splits saved at `path`, or new ones that `save_split(path)` writes there (atomically)
+    once a run has results that depend on them, so a run that fails leaves no split file.
 
     A saved file made for other records or another split config is a DataError: the data or
     config changed, and reusing it would leak or drop subjects.
@@ -74,7 +76,7 @@ def load_or_create_splits(
     if not path.exists():
         splits = make_splits(records, cfg)
         payload = {"config": cfg.model_dump(mode="json"), **splits}
-        atomic_write(path, json.dumps(payload, indent=1).encode())
+        _unsaved[path] = json.dumps(payload, indent=1).encode()
         return splits
     try:
         saved = json.loads(path.read_text())
@@ -92,6 +94,19 @@ def load_or_create_splits(
             f"split file {path} does not match the data ({added} records new, {gone} gone); {fix}."
         )
     return splits
+
+
+def save_split(path: Path) -> None:
+    """Write the split file this process made for `path`, unless another run wrote it first
+    (the same splits: they are deterministic). Call once results depend on the splits."""
+    payload = _unsaved.pop(Path(path), None)
+    if payload is not None and not Path(path).exists():
+        atomic_write(Path(path), payload)
+
+
+def split_file(data: DataConfig, split: SplitConfig, output_dir: Path) -> Path:
+    """Where a dataset's splits for `split` are saved under `output_dir`."""
+    return Path(output_dir) / "splits" / f"{dataset_id(data)}_split{split.seed}.json"
 
 
 def dataset_id(data: DataConfig) -> str:
@@ -119,5 +134,4 @@ def dataset_splits(
             "subjects are needed to split them into train/val/test for training. Add subjects, "
             "or evaluate a model that needs no training (see the README, 'Your own data')."
         )
-    path = Path(output_dir) / "splits" / f"{dataset_id(data)}_split{split.seed}.json"
-    return records, load_or_create_splits(records, split, path)
+    return records, load_or_create_splits(records, split, split_file(data, split, output_dir))

@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from brainbench.data.cache import atomic_write
 from brainbench.data.records import SubjectRecord
 from brainbench.errors import DataError
+from brainbench.owners import atomic_write
 
 SUFFIX = "_timeseries.npy"
 ATLAS_TABLE = "atlas.tsv"

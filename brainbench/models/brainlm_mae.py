@@ -25,7 +25,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from brainbench.config import DataConfig, Seed, SplitConfig, StrictModel, TrainerConfig
-from brainbench.data.cache import atomic_write
 from brainbench.data.timeseries import SubjectWindows
 from brainbench.errors import DataError
 from brainbench.models.base import META_KEY
@@ -36,6 +35,7 @@ from brainbench.models.brainlm import (
     hidden_count,
     random_mask,
 )
+from brainbench.owners import atomic_write
 from brainbench.spec import MODEL_CONFIG as CONFIG
 from brainbench.spec import WEIGHTS
 from brainbench.training.fit import make_trainer, quiet_lightning

@@ -13,7 +13,7 @@ ceiling') to their task.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from brainbench.errors import ResultsError
+from brainbench.owners import locked
 from brainbench.results.dashboard import render_dashboard
 from brainbench.results.grid_dashboard import grid_section
 from brainbench.results.plots import plot_label_efficiency
@@ -45,6 +46,7 @@ from brainbench.results.tables import (
     stage_table,
     subset_label,
 )
+from brainbench.spec import REPORTS_LOCK
 from brainbench.stages import STAGE_NAMES
 
 # label-efficiency and lifespan-generalisation runs: columns only when some run sets them
@@ -115,10 +117,12 @@ def _oracle_rows(oracle: dict[str, Any], datasets: list[str]) -> Iterator[dict[s
         yield row | {"dataset": dataset}
 
 
-def mark_configs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mark_configs(
+    records: list[dict[str, Any]], group: Sequence[str] = tuple(GROUP)
+) -> list[dict[str, Any]]:
     """The records with `config` set to their short config_digest where records of one row
-    (same GROUP) were run with different configs, else ''."""
-    keys = [tuple((r | record_subset(r))[k] for k in GROUP) for r in records]
+    (same `group` values) were run with different configs, else ''."""
+    keys = [tuple((r | record_subset(r))[k] for k in group) for r in records]
     digests = [str(r.get("config_digest") or "unknown")[:8] for r in records]
     seen: dict[tuple, set[str]] = {}
     for key, digest in zip(keys, digests, strict=True):
@@ -254,17 +258,17 @@ def write_reports(results_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Path
     Returns the leaderboard and the paths under the keys 'markdown', 'csv', 'dashboard' and, for
     tasks run at several label fractions, the figure's file name (label_efficiency_*.png).
     """
-    root = Path(results_dir)
-    df, records = _load(root)
-    check_writable(root)
-    curves = {}
-    for task, dataset, part in sections(df):
-        if name := curve_file(task, dataset, part):
-            curves[name] = plot_label_efficiency(root / name, part)
-    return df, curves | {
-        "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
-        "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
-        "dashboard": atomic_write_text(
-            root / "dashboard.html", render_dashboard(df, records, grid_section(root), root)
-        ),
-    }
+    root = check_writable(results_dir)
+    with locked(root / REPORTS_LOCK):  # a run finishing beside us waits, then adds its record
+        df, records = _load(root)
+        curves = {}
+        for task, dataset, part in sections(df):
+            if name := curve_file(task, dataset, part):
+                curves[name] = plot_label_efficiency(root / name, part)
+        return df, curves | {
+            "markdown": atomic_write_text(root / "leaderboard.md", to_markdown(df)),
+            "csv": atomic_write_text(root / "leaderboard.csv", df.to_csv(index=False)),
+            "dashboard": atomic_write_text(
+                root / "dashboard.html", render_dashboard(df, records, grid_section(root), root)
+            ),
+        }

@@ -53,7 +53,7 @@ import yaml
 
 import brainbench
 from brainbench.errors import ResultsError
-from brainbench.owners import owner_tag, remove_dead
+from brainbench.owners import atomic_write, owner_tag, remove_dead
 from brainbench.spec import METRICS, PREDICTIONS, RECORD_CONFIG
 
 ORACLE_KEYS = ("task", "headline", "metrics", "per_stage", "description")
@@ -185,13 +185,7 @@ def to_json(payload: Any) -> str:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write text to path through a temporary file and a rename: readers never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{_TMP}{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(Path(path), text.encode("utf-8"))
     return path
 
 

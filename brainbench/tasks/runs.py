@@ -24,7 +24,13 @@ from brainbench.config import ExperimentConfig, TrainerConfig, config_to_dict, f
 from brainbench.data.dataset import VolumeDataset, target_value
 from brainbench.data.ood import PROFILE_FILE, fit_profiles, write_profiles
 from brainbench.data.records import SubjectRecord, count_text
-from brainbench.data.splits import MIN_SUBJECTS, dataset_id, dataset_splits
+from brainbench.data.splits import (
+    MIN_SUBJECTS,
+    dataset_id,
+    dataset_splits,
+    save_split,
+    split_file,
+)
 from brainbench.data.subsets import in_stages, label_subset
 from brainbench.errors import DataError
 from brainbench.owners import owner_tag, remove_dead
@@ -239,6 +245,7 @@ def run_seeds(
         if isinstance(datasets["train"], VolumeDataset):
             profiles = fit_profiles(datasets["train"])
             files[PROFILE_FILE] = lambda path, fitted=profiles: write_profiles(fitted, path)
+        save_split(split_file(config.data, config.split, config.output_dir))
         written.append(
             write_record(
                 rdir,

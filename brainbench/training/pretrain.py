@@ -21,6 +21,7 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,22 @@ from brainbench.config import (
     flatten,
     home,
 )
-from brainbench.data.cache import VolumeCache, atomic_write
+from brainbench.data.cache import VolumeCache
 from brainbench.data.dataset import VolumeDataset
 from brainbench.data.records import count_text
-from brainbench.data.splits import dataset_id, dataset_splits
+from brainbench.data.splits import dataset_id, dataset_splits, save_split, split_file
 from brainbench.errors import ConfigError, DataError, unknown
+from brainbench.memory import check_pretraining
 from brainbench.models.base import META_KEY
 from brainbench.models.mae import BACKBONES, CONFIG, WEIGHTS
 from brainbench.models.mae3d_cnn import MAE3DConfig
+from brainbench.owners import atomic_write, locked
 from brainbench.registry import load_plugins
 from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.spec import METRICS
 from brainbench.stages import STAGE_NAMES
+from brainbench.tasks.runs import is_global_zero
 from brainbench.training.augment import VolumeAugmentConfig, augment_volumes
 from brainbench.training.fit import ShardedData, make_trainer, quiet_lightning
 from brainbench.training.masking import MaskedOutput, default_crop, two_views
@@ -260,7 +264,19 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
             f"model.in_channels={config.model.in_channels} but modalities lists "
             f"{len(config.modalities)}; make them agree."
         )
+    check_pretraining(config)
     out = pretrained_dir(config)
+    # one pretraining per folder at a time; DDP's extra processes run under rank 0's lock
+    lock_file = Path(config.output_dir) / f".pretrained-{out.name}.lock"
+    lock = locked(lock_file, log) if is_global_zero() else nullcontext()
+    with lock:
+        return _pretrain_into(out, config, net, log)
+
+
+def _pretrain_into(
+    out: Path, config: PretrainConfig, net: nn.Module, log: Callable[[str], Any]
+) -> Path:
+    """Train `net` into `out` (resuming its last checkpoint) and write the pretrained folder."""
     check_same_config(out, config)
     data = _datasets(config, log)
     data["train"].reseed(config.seed)
@@ -281,6 +297,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
         trainer = make_trainer(
             t, out, [checkpoints], max_steps=config.max_steps or -1, use_distributed_sampler=False
         )
+        save_split(split_file(config.data, config.split, config.output_dir))  # checkpoints use it
         resume = last if last.is_file() else None
         if resume:
             log(f"pretrain {config.name}: resuming from {resume}")

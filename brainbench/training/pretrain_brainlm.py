@@ -16,10 +16,9 @@ from typing import Any
 import torch
 
 from brainbench.config import DataConfig, Layer, SplitConfig, build_config
-from brainbench.data.cache import atomic_write
 from brainbench.data.records import count_text
 from brainbench.data.sources.base import open_source
-from brainbench.data.splits import dataset_id, dataset_splits
+from brainbench.data.splits import dataset_id, dataset_splits, save_split, split_file
 from brainbench.data.timeseries import SubjectWindows, split_windows
 from brainbench.errors import ConfigError, DataError
 from brainbench.metrics import signal_metrics
@@ -31,6 +30,7 @@ from brainbench.models.brainlm_mae import (
     train_mae,
     write_pretrained,
 )
+from brainbench.owners import atomic_write
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.spec import METRICS
 
@@ -108,6 +108,7 @@ def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any]
         "peak_memory_mb": peak_memory_mb(),
         **environment_info(),
     }
+    save_split(split_file(config.data, config.split, config.output_dir))
     write_pretrained(out, net, config)
     atomic_write(out / METRICS, to_json(metrics).encode())
     main = scores[f"mask{config.mask_ratio:g}"] if config.mask_ratio in config.eval_ratios else {}

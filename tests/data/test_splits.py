@@ -5,7 +5,7 @@ import pytest
 
 from brainbench.config import SplitConfig
 from brainbench.data.records import SubjectRecord, count_text
-from brainbench.data.splits import load_or_create_splits, make_splits
+from brainbench.data.splits import load_or_create_splits, make_splits, save_split
 from brainbench.errors import DataError
 
 AGES = [-0.2, 0.01, 1.0, 8.0, 15.0, 30.0, 50.0, 80.0]
@@ -58,6 +58,8 @@ def test_saved_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "splits" / "mri_age.json"
     records = cohort(40)
     first = load_or_create_splits(records, SplitConfig(), path)
+    assert not path.exists()  # written once a run's results depend on it
+    save_split(path)
     saved = json.loads(path.read_text())
     assert saved["train"] == first["train"]
     mtime = path.stat().st_mtime_ns
@@ -68,6 +70,7 @@ def test_saved_and_reused(tmp_path: Path) -> None:
 def test_mismatch(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     load_or_create_splits(cohort(40), SplitConfig(), path)
+    save_split(path)
     with pytest.raises(DataError, match=r"s.json does not match the data .*delete"):
         load_or_create_splits(cohort(41), SplitConfig(), path)
     with pytest.raises(DataError, match=r"s.json was made with split config"):

@@ -7,6 +7,7 @@ import pytest
 
 from brainbench.results.leaderboard import build_leaderboard, write_reports
 from brainbench.results.record import run_dir, write_record
+from brainbench.spec import REPORTS_LOCK
 
 
 def _record(seed: int, mae: float, digest: str | None) -> dict:
@@ -39,3 +40,12 @@ def test_different_configs_are_separate_rows(tmp_path, case):
     assert len(table) == len(expected)
     markdown = paths["markdown"].read_text()
     assert all(f"config {c}" in markdown for c in expected if c)
+
+
+def test_reports_wait_for_a_concurrent_writer(tmp_path, waits_for_lock):
+    """Two runs finishing at once: the second reads the records once the first has written."""
+    record = _record(33, 5.0, "aaaa1111")
+    where = run_dir(tmp_path, "mri/age", "ridge", 33, "baseline")
+    write_record(where, config={}, metrics=record, predictions=pd.DataFrame({"y": [1.0]}))
+    waits_for_lock(tmp_path / REPORTS_LOCK, lambda: write_reports(tmp_path))
+    assert (tmp_path / "leaderboard.md").is_file()

@@ -1,20 +1,23 @@
-"""Cache housekeeping: tampered entries are rebuilt, and written files are readable by a lab
-sharing the folder (0666 less the umask, not mkstemp's 0600)."""
+"""Housekeeping: tampered cache entries are rebuilt, written files are readable by a lab sharing
+the folder (0666 less the umask, not mkstemp's 0600), the leftovers of killed processes are
+removed (only theirs), and a run that fails leaves no split file."""
 
 from __future__ import annotations
 
 import os
 import socket
 import zlib
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from brainbench.cli import main
 from brainbench.config import PreprocessConfig
 from brainbench.data.cache import VolumeCache
 from brainbench.errors import DataError
-from brainbench.owners import owner_tag, remove_dead
+from brainbench.owners import atomic_write, owner_tag, remove_dead
 
 
 def _image(tmp_path):
@@ -72,3 +75,42 @@ def test_only_dead_runs_leftovers_are_removed(tmp_path) -> None:
     remove_dead(tmp_path, "")
     assert sorted(tmp_path.iterdir()) == sorted([alive, other_host, unknown])
     assert owner_tag() == f"{host}-{os.getpid()}"
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_only_dead_writers_leftovers_are_removed(tmp_path, kind) -> None:
+    """A killed writer's temporary file (or folder) beside its target goes at the next write."""
+    host = socket.gethostname()
+    dead = tmp_path / f".entry.npy.{host}-{2**22 + 999}.k3j_9x1a"
+    alive = tmp_path / f".entry.npy.{host}-{os.getppid()}.abcdefgh"
+    for leftover in (dead, alive):
+        leftover.mkdir() if kind == "folder" else leftover.write_bytes(b"half")
+    atomic_write(tmp_path / "entry.npy", b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "entry.npy"]
+
+
+DEBUG = ["--debug", "-m", "chance"]
+# case -> a command that fails after it computed the dataset's split
+FAILING = {
+    "no-subjects-in-stage": ["mri", "age", *DEBUG, "--train-stages", "fetal"],
+    "bad-trainer-value": ["mri", "age", "--debug", "-m", "sfcn",
+                          "trainer.accumulate_grad_batches=3"],
+    "pretrain-missing-modality": ["pretrain", "mae3d_cnn", "--debug", "modalities=[T1w,PD]",
+                                  "model.in_channels=2"],
+}  # fmt: skip
+SPLITS = Path("results/debug/splits")
+
+
+@pytest.mark.parametrize("case", list(FAILING))
+def test_failed_run_leaves_no_split_file(capsys, case) -> None:
+    assert main(FAILING[case]) == 2
+    assert "error" in capsys.readouterr().err
+    assert not SPLITS.exists() or not list(SPLITS.iterdir())
+
+
+def test_failed_run_keeps_the_split_of_earlier_runs(capsys) -> None:
+    assert main(["mri", "age", *DEBUG]) == 0
+    (split,) = SPLITS.iterdir()
+    before = split.read_bytes(), split.stat().st_mtime_ns
+    assert main(FAILING["no-subjects-in-stage"]) == 2
+    assert (split.read_bytes(), split.stat().st_mtime_ns) == before

@@ -15,6 +15,7 @@ from brainbench.results.leaderboard import (
 from brainbench.results.plots import plot_predictions, plot_stage_metric
 from brainbench.results.record import read_oracles, write_oracle
 from brainbench.results.tables import stage_table
+from brainbench.spec import REPORTS_LOCK
 
 ORACLE = {
     "task": "mri/age",
@@ -110,7 +111,8 @@ def test_write_reports(tmp_path, write):
     assert "| 1 | sfcn | scratch | 2.5 ± 0.71 | 2 |" in md
     assert "| – | oracle | oracle ceiling | 1.25 | – |" in md
     assert "mae per lifespan stage" in md and "| sfcn · scratch | 1.5 | 3.5 |" in md
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert hidden == [REPORTS_LOCK]  # no temporary files left; the lock file stays
     text = format_table(load_leaderboard(tmp_path))
     assert "sfcn" in text and "2.5 ± 0.71" in text and "oracle ceiling" in text
 

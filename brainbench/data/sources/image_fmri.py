@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from brainbench.data.cache import atomic_write
 from brainbench.data.events import read_events
 from brainbench.data.image_features import npy_bytes
 from brainbench.data.nifti import open_image
@@ -40,6 +39,7 @@ from brainbench.data.runfiles import check_tr, header_tr
 from brainbench.data.sources.base import Source
 from brainbench.data.sources.table import parse_age, parse_sex
 from brainbench.errors import ConfigError, DataError
+from brainbench.owners import atomic_write
 from brainbench.registry import register_source
 
 Space = Literal["surface", "parcels", "mask"]
