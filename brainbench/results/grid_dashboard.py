@@ -95,8 +95,11 @@ def _colour(skill: float) -> str:
 
 def _summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (target, inputs): means over seeds (skill, headline, metrics, train time) and the
-    cell's verdict columns."""
+    cell's verdict columns. Runs of one pair made with different configs are never averaged:
+    each config is its own column, its inputs suffixed with the short config digest."""
     runs = runs.assign(**{k: v for k, v in VERDICT.items() if k not in runs})
+    config = runs.get("config", pd.Series("", index=runs.index)).fillna("").astype(str)
+    runs = runs.assign(inputs=runs["inputs"].where(config == "", runs["inputs"] + " @" + config))
     numeric = ["skill", "headline_value", "train_s", *METRICS]
     grouped = runs.groupby(["target", "inputs"], sort=False)
     table = grouped[numeric].mean(numeric_only=True)

@@ -10,6 +10,7 @@ import brainbench.grid
 from brainbench.cli import main
 from brainbench.data.records import SubjectRecord
 from brainbench.grid import write_grid_csv
+from brainbench.results.grid_dashboard import grid_section
 from brainbench.results.record import run_dir, write_record
 from brainbench.spec import REPORTS_LOCK
 from brainbench.tasks import get_task
@@ -78,6 +79,8 @@ def test_grid_never_averages_different_configs(tmp_path, case):
     assert dict(zip(cells["config"], cells["n_seeds"], strict=True)) == expected
     runs = pd.read_csv(tmp_path / "grid" / "multimodal.csv", keep_default_na=False)
     assert sorted(runs["config"]) == sorted(c for c, n in expected.items() for _ in range(n))
+    page = grid_section(tmp_path)  # the dashboard shows each config apart too
+    assert all((f"@{c}" in page) == bool(c) for c in expected)
 
 
 def test_grid_csv_waits_for_a_concurrent_writer(tmp_path, waits_for_lock):
