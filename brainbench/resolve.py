@@ -33,7 +33,8 @@ def resolve_config(
     debug: bool = False,
     config_file: Path | None = None,
 ) -> Experiment:
-    """Layer defaults -> task -> model -> dataset -> debug -> config file -> overrides; validate."""
+    """Layer defaults -> task -> model (then the task's settings for it) -> dataset -> debug (then
+    the task's own debug) -> config file -> overrides; validate."""
     spec = get_task(task)
     entry = get_model(model)
     if spec.kind not in entry.task_kinds:
@@ -46,9 +47,13 @@ def resolve_config(
         (f"task file {spec.source}", deep_merge(spec.config, {"task": spec.name})),
         (f"model '{model}' defaults", deep_merge(entry.defaults, {"model": {"name": model}})),
     ]
+    if model in spec.model_config:
+        head.append((f"task file {spec.source} (model_config.{model})", spec.model_config[model]))
     tail: list[Layer] = []
     if debug:
         tail.append(("--debug", load_yaml(CONFIG_DIR / "debug.yaml")))
+        if spec.debug_config:
+            tail.append((f"--debug of task file {spec.source}", spec.debug_config))
     if config_file is not None:
         tail.append((f"config file {config_file}", load_yaml(config_file)))
     tail.append(("command line", parse_overrides(list(overrides))))

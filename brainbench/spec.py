@@ -40,6 +40,8 @@ class TaskSpec:
     metrics: tuple[str, ...]
     models: tuple[str, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> config
+    debug_config: dict[str, Any] = field(default_factory=dict)  # layered after --debug
     version: int = 1
     runner: str = f"brainbench.tasks.{DEFAULT_RUNNER}"  # module path
     source: Path | None = None

@@ -99,3 +99,18 @@ def test_a_key_hint_is_the_full_dotted_key():
     for given in ("max_epoch", "max_epochs", "trainer.max_epoch", "epochs"):
         with pytest.raises(ConfigError, match=r"Did you mean 'trainer\.max_epochs'\?$"):
             resolve_config("mri/age", "ridge", overrides=[f"{given}=3"])
+
+
+def test_a_task_sets_its_grid_its_models_parameters_and_its_debug_run():
+    unet = resolve_config("mri/seg", "unet").config
+    assert unet.preprocess.spacing == 2.0 and unet.model_params["patch_size"] == [32, 32, 32]
+    assert unet.trainer.scheduler == "cosine" and unet.trainer.lr == 0.01  # the model's own lr
+    atlas = resolve_config("mri/seg", "atlas").config  # unet's parameters are not atlas's
+    assert atlas.preprocess.spacing == 2.0 and "patch_size" not in atlas.model_params
+    debug = resolve_config("mri/seg", "unet", debug=True).config
+    assert debug.preprocess.spacing == 4.0 and debug.trainer.max_epochs == 30  # after --debug
+    assert debug.data.preset == "debug"
+    mine = ["preprocess.spacing=8", "model.patch_size=[8,8,8]"]
+    ours = resolve_config("mri/seg", "unet", debug=True, overrides=mine).config
+    assert ours.preprocess.spacing == 8 and ours.model_params["patch_size"] == [8, 8, 8]
+    assert resolve_config("mri/age", "sfcn", debug=True).config.preprocess.spacing == 8.0

@@ -22,7 +22,7 @@ from brainbench.data.dataset import LABEL_MODALITIES, VolumeDataset
 from brainbench.data.nifti import load_nifti
 from brainbench.data.preprocess import foreground, grid_affine
 from brainbench.data.records import SubjectRecord
-from brainbench.errors import ConfigError, DataError
+from brainbench.errors import DataError
 
 
 def _shape(path: Path) -> tuple[int, ...]:
@@ -119,7 +119,8 @@ class PatchDataset(Dataset):
 
     Each epoch yields `per_volume` crops per subject; with probability `foreground` a crop is
     centred on a random foreground voxel (a labelled voxel for label maps, the brain for images),
-    otherwise anywhere. Crops near the border are shifted inside the volume. Draws come from
+    otherwise anywhere. Crops near the border are shifted inside the volume; along an axis shorter
+    than the patch a crop is the whole axis (a coarse grid trains on whole volumes). Draws come from
     numpy's global generator, which Lightning seeds (`seed_everything`) for each run.
     """
 
@@ -127,12 +128,8 @@ class PatchDataset(Dataset):
         self, pairs: PairDataset, patch: tuple[int, int, int], per_volume: int, foreground: float
     ) -> None:
         shape = tuple(pairs.cfg.shape)
-        if any(p > s for p, s in zip(patch, shape, strict=True)):
-            raise ConfigError(
-                f"patch size {tuple(patch)} exceeds the preprocessed grid {shape}; set "
-                "model.patch_size to at most preprocess.shape."
-            )
-        self.pairs, self.patch = pairs, tuple(patch)
+        self.pairs = pairs
+        self.patch = tuple(min(p, s) for p, s in zip(patch, shape, strict=True))
         self.per_volume, self.foreground = per_volume, foreground
         self.n_labels = pairs.n_labels
         self._centres = [np.argwhere(pairs.mask(i)) for i in range(len(pairs))]

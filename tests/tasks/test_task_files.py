@@ -36,6 +36,9 @@ def test_default_runner_follows_kind(tmp_path):
         (BASE.format(kind="telepathy"), "kind must be one of"),
         (BASE.format(kind="regression") + "colour: red\n", "unknown keys ['colour']"),
         (BASE.format(kind="regression").replace("headline: mae\n", ""), "'headline'"),
+        (BASE.format(kind="regression") + "model_config: [unet]\n", "model_config must map"),
+        (BASE.format(kind="regression") + "model_config: {ridge: 3}\n", "model_config must map"),
+        (BASE.format(kind="regression") + "debug: [1]\n", "debug must be a mapping"),
     ],
 )
 def test_bad_task_file_names_the_file_and_key(tmp_path, text, needle):
