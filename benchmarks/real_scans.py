@@ -1,12 +1,16 @@
-"""Brain age of a trained run on scans like users have, which its training never saw.
+"""A trained run (brain age or segmentation) on scans like users have, which its training never saw.
 
 Renders adults (25-75 years) at a scanner that is in no training site (1.2 mm voxels, strong
 bias field, other gamma and noise) and writes each with skull, skull-stripped by its brain mask
 and in MNI space, plus a partial field of view and a T2w given as T1w; adds nilearn's MNI152
 2009 T1w (a real average of adult brains, skull-stripped). Runs `brainbench predict` on them
-and prints the predicted ages and out-of-distribution flags per kind of input:
+and prints, per kind of input, the out-of-distribution flags and either the predicted ages
+(mri/age) or the Dice of the predicted label maps against the rendered ones on the scan's own
+1.2 mm grid (mri/seg), beside the ceiling the run's grid sets: the true labels taken to that
+grid and back.
 
     python benchmarks/real_scans.py results/runs/mri-age/sfcn/<protocol>/seed33
+    python benchmarks/real_scans.py results/runs/mri-seg/unet/<protocol>/seed33
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from brainbench.config import ExperimentConfig, load_yaml
+from brainbench.data.preprocess import grid_affine, preprocess_volume
 from brainbench.data.synth import generate as gen
 from brainbench.data.synth import render
 from brainbench.data.synth.anatomy import load_template
 from brainbench.data.synth.sites import Site
-from brainbench.predict import predict_files
+from brainbench.metrics import segmentation_metrics
+from brainbench.predict import predict_files, to_input_space
+from brainbench.spec import RECORD_CONFIG
 
 UNSEEN = Site(
     "unseen-scanner", (18.0, 90.0), (230, 256, 230), "LIA", 3.0, 0.05, 0.3, (1.2, 0.85, 1.0),
@@ -31,10 +39,12 @@ UNSEEN = Site(
 )  # fmt: skip
 
 
-def write_inputs(folder: Path, n: int) -> dict[Path, str]:
-    """Input file -> kind, for n adults rendered at the unseen scanner, and the MNI template."""
+def write_inputs(folder: Path, n: int) -> tuple[dict[Path, str], dict[Path, nib.Nifti1Image]]:
+    """Input file -> kind, for n adults rendered at the unseen scanner, and the MNI template;
+    input file -> its true label map where it has one."""
     template = load_template()
     kinds: dict[Path, str] = {}
+    truth: dict[Path, nib.Nifti1Image] = {}
     for index in range(n):
         rng = gen.stream(99, "age", index)
         age, sex = float(rng.uniform(25, 75)), "FM"[index % 2]
@@ -51,13 +61,40 @@ def write_inputs(folder: Path, n: int) -> dict[Path, str]:
         canonical = nib.as_closest_canonical(nib.Nifti1Image(t1, scan.affine))
         keep = int(canonical.shape[2] * 0.6)
         files["partial FOV (top cut)"] = (canonical.get_fdata()[..., :keep], canonical.affine)
+        labels = {"with skull": scan, "skull-stripped": scan, "MNI, skull-stripped": mni}
         for kind, (data, affine) in files.items():
             path = folder / f"age{age:.1f}_{kind.split()[0].strip(',')}_{index}.nii.gz"
             nib.save(nib.Nifti1Image(np.asarray(data, np.float32), affine), path)
             kinds[path] = kind
+            if kind in labels:
+                truth[path] = nib.Nifti1Image(labels[kind].labels, labels[kind].affine)
     mni152 = Path(nib.__file__).parents[1] / "nilearn" / "datasets" / "data"
     kinds[mni152 / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"] = "nilearn MNI152 T1w"
-    return kinds
+    return kinds, truth
+
+
+def dice_rows(run: Path, table: pd.DataFrame, truth: dict[Path, nib.Nifti1Image]) -> pd.DataFrame:
+    """Per input with a true label map: mean Dice of the prediction and of the grid's ceiling."""
+    raw = load_yaml(run / RECORD_CONFIG)
+    raw.pop("model_params", None)
+    config = ExperimentConfig.model_validate(raw)
+    rows = []
+    for file, output in zip(table.file, table.output, strict=True):
+        true = truth.get(Path(file))
+        if true is None or not isinstance(output, str) or not output:
+            continue
+        image = nib.load(file)
+        on_grid = preprocess_volume(true, config.preprocess, is_label=True, reference=image)
+        grid = grid_affine(image, config.preprocess)
+        ceiling = to_input_space(on_grid, grid, image, labels=True)
+        labels = np.asarray(true.dataobj)
+        predicted = np.asarray(nib.load(output).dataobj)
+        rows.append({
+            "file": file,
+            "dice": segmentation_metrics(predicted, labels)["dice_mean"],
+            "ceiling": segmentation_metrics(ceiling, labels)["dice_mean"],
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["file", "dice", "ceiling"])
 
 
 def main() -> None:
@@ -66,25 +103,31 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        kinds = write_inputs(Path(tmp), args.subjects)
+        kinds, truth = write_inputs(Path(tmp), args.subjects)
         table = predict_files(args.run, list(kinds), Path(tmp) / "out", log=lambda _: None)
+        if "output" in table:  # segmentation
+            table = table.merge(dice_rows(args.run, table, truth), on="file", how="left")
     table["kind"] = [kinds[Path(f)] for f in table.file]
     table["true_age"] = [
         float(Path(f).name[3:].split("_")[0]) if Path(f).name.startswith("age") else np.nan
         for f in table.file
     ]
     flagged = table.get("ood", pd.Series("n/a", index=table.index)) == "yes"
+    columns = (
+        {"dice_mean": ("dice", "mean"), "dice_min": ("dice", "min"), "ceiling": ("ceiling", "mean")}
+        if "dice" in table
+        else {
+            "predicted_median": ("prediction", "median"),
+            "predicted_min": ("prediction", "min"),
+            "true_median": ("true_age", "median"),
+        }
+    )
     summary = (
         table.assign(flagged=flagged)
         .groupby("kind", sort=False)
-        .agg(
-            predicted_median=("prediction", "median"),
-            predicted_min=("prediction", "min"),
-            true_median=("true_age", "median"),
-            flagged=("flagged", "mean"),
-        )
+        .agg(**columns, flagged=("flagged", "mean"))
     )
-    print(summary.round(1).to_string())
+    print(summary.round(3 if "dice" in table else 1).to_string())
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ A task YAML holds: name, description, kind (one of KINDS), inputs (modalities), 
 participants column, 'age', 'sex', or for voxel-wise kinds a modality such as 'seg' or 'T2w'),
 headline metric and its direction, metrics, the task's default models, and optionally:
 `config` (layered into the experiment), `model_config` (model name -> config layered over that
-model's defaults, e.g. its `model` parameters and `trainer` for this task), `debug` (layered after `--debug`, for a task whose
-debug run needs another grid or more epochs to mean anything) and `runner`: the module that runs
-it (a name under brainbench.tasks, or a dotted module path for plugins; default by kind, see
-RUNNERS). It exposes
+model's defaults, e.g. its `model` parameters and `trainer` for this task), `debug` (layered
+after `--debug`, for a task whose debug run needs another grid or more epochs to mean
+anything) and `runner`: the module that runs it (a name under brainbench.tasks, or a dotted
+module path for plugins; default by kind, see RUNNERS). It exposes
 `prepare(config, log) -> prepared` and `run_experiment(experiment, prepared, force=, log=)`.
 """
 
