@@ -19,7 +19,7 @@ LAYERS = (  # bottom first
     ("brainbench.config", "brainbench.suites", "brainbench.cluster"),
     ("brainbench.registry", "brainbench.metrics"),
     ("brainbench.data",),
-    ("brainbench.results", "brainbench.models.base"),
+    ("brainbench.results", "brainbench.models.base", "brainbench.memory"),
     ("brainbench.training",),  # the training core: fit, masking, augmentation, randomness
     ("brainbench.models",),
     ("brainbench.tasks", "brainbench.training.pretrain", "brainbench.training.pretrain_brainlm",

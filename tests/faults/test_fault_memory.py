@@ -28,7 +28,8 @@ CASES = {
         ["training sfcn on mri/age", "4.0 GiB is available", "trainer.batch_size"],
     ),
     "unet-whole-volume": (
-        ["mri", "seg", "--debug", "-m", "unet", "preprocess.shape=[160,192,160]"],
+        ["mri", "seg", "--debug", "-m", "unet", "preprocess.shape=[160,192,160]",
+         "model.patch_size=null"],
         ["training unet on mri/seg", "preprocess.spacing", "model.patch_size"],
     ),
     "pretrain-crop": (
