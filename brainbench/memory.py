@@ -26,6 +26,7 @@ import torch
 from brainbench.config import DataConfig, PreprocessConfig, TrainerConfig, home
 from brainbench.data.dataset import record_renderings
 from brainbench.data.sources.base import open_source
+from brainbench.data.sources.table import MODALITIES
 from brainbench.errors import TooLargeError
 
 FLOAT32 = 4
@@ -164,10 +165,10 @@ def check_experiments(experiments: Sequence[Any]) -> None:
     needs: dict[tuple[str, str], tuple[DataConfig, PreprocessConfig, set[str]]] = {}
     for exp in experiments:
         cfg, spec = exp.config, exp.spec
-        key = (cfg.data.model_dump_json(), cfg.preprocess.model_dump_json())
-        needs.setdefault(key, (cfg.data, cfg.preprocess, set()))[2].update(
-            [*spec.inputs, spec.target]
-        )
+        volumes = [m for m in (*spec.inputs, spec.target) if m in MODALITIES]
+        if volumes:  # tasks on series or features cache no volumes: their source stays closed
+            key = (cfg.data.model_dump_json(), cfg.preprocess.model_dump_json())
+            needs.setdefault(key, (cfg.data, cfg.preprocess, set()))[2].update(volumes)
     check_cache(needs.values())
     for exp in experiments:
         cfg, spec = exp.config, exp.spec
