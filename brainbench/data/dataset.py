@@ -174,7 +174,8 @@ class VolumeDataset(SubjectDataset):
             )
             for m in self.modalities
         ]
-        return np.stack(channels).astype(np.float32, copy=False)
+        stacked = np.stack(channels) if len(channels) > 1 else channels[0][None]  # 1: no copy
+        return stacked.astype(np.float32, copy=False)
 
     def _reference(self, record: SubjectRecord, images: dict[str, Path]) -> Path | None:
         """The image a label map is cropped like: the first requested image modality it has."""
