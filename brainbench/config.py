@@ -62,7 +62,8 @@ class DataConfig(StrictModel):
     )
     filters: dict[str, Annotated[str, AfterValidator(_entity_filter)]] = Field(
         {},
-        description="BIDS: per modality (T1w, T2w, FLAIR, dwi, seg), the entities its file must "
+        description="BIDS: per modality (T1w, T2w, FLAIR, dwi, seg, timeseries: the parcel "
+        "series of derivatives/fmri), the entities its file must "
         "have, e.g. data.filters.T1w=run-1 or acq-mprage_run-2; where several files remain, "
         "the fewest desc/space/acq/rec/ce entities, then the lowest run, wins",
     )

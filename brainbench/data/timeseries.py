@@ -10,7 +10,8 @@ inferred from its visible ones), which removes baseline intensity.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from brainbench.bids_names import RULE, choose, parse_name
 from brainbench.data.records import SubjectRecord
-from brainbench.errors import DataError
+from brainbench.errors import ConfigError, DataError
 from brainbench.owners import atomic_write
 
 SUFFIX = "_timeseries.npy"
+SERIES = "timeseries"  # the modality name of parcel series in data.filters
 ATLAS_TABLE = "atlas.tsv"
 
 
@@ -166,19 +169,45 @@ class WindowDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(window.T))
 
 
-def series_files(folder: Path, records: Iterable[SubjectRecord]) -> dict[str, Path]:
-    """Record key -> its first (sorted) run's series under `folder`; records without one skipped.
+def series_files(
+    folder: Path, records: Iterable[SubjectRecord], wanted: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """Record key -> its parcel series under `folder`; records without one are skipped.
 
-    Looks for `sub-<id>/[ses-<id>/]func/*_timeseries.npy`.
+    Looks for `sub-<id>/[ses-<id>/]func/*_timeseries.npy` whose name has every entity of
+    `wanted` (data.filters.timeseries, e.g. {'task': 'rest'}). Where a record has several, the
+    BIDS rule of brainbench/bids_names.py picks one, with one warning for the dataset; a filter
+    that matches no file anywhere is an error (a typo, not a dataset without series).
     """
-    found = {}
+    found, several = {}, []
     for record in records:
         base = Path(folder) / f"sub-{record.subject}"
         if record.session:
             base = base / f"ses-{record.session}"
-        runs = sorted((base / "func").glob(f"*{SUFFIX}"))
+        runs = [
+            path
+            for path in sorted((base / "func").glob(f"*{SUFFIX}"))
+            if (name := parse_name(path.name)) and name.matches(wanted or {})
+        ]
         if runs:
-            found[record.key] = runs[0]
+            found[record.key] = choose(runs)
+        if len(runs) > 1:
+            several.append((record.key, runs))
+    if wanted and not found:
+        text = "_".join(f"{k}-{v}" for k, v in wanted.items())
+        raise ConfigError(
+            f"data.filters.{SERIES}={text} matches no *{SUFFIX} file under {folder}; check the "
+            "entities in the file names or remove the filter."
+        )
+    if several:
+        key, runs = several[0]
+        warnings.warn(
+            f"{folder}: {len(several)} of {len(found)} records have several parcel series, e.g. "
+            f"{key}: {', '.join(p.name for p in runs[:3])}{' ...' if len(runs) > 3 else ''}; "
+            f"chose {found[key].name} ({RULE}). Set data.filters.{SERIES} (e.g. task-rest or "
+            "run-2) to choose otherwise.",
+            stacklevel=2,
+        )
     return found
 
 

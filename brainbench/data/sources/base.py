@@ -24,9 +24,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from brainbench.bids_names import parse_filter
 from brainbench.config import DataConfig
 from brainbench.data.records import SubjectRecord
-from brainbench.data.timeseries import ATLAS_TABLE, SUFFIX, read_atlas_table, series_files
+from brainbench.data.timeseries import (
+    ATLAS_TABLE,
+    SERIES,
+    SUFFIX,
+    read_atlas_table,
+    series_files,
+)
 from brainbench.errors import ConfigError, DataError
 from brainbench.registry import SOURCES, get_source, load_plugins
 
@@ -69,7 +76,8 @@ class Source:
     def series(self, records: Iterable[SubjectRecord]) -> tuple[dict[str, Path], np.ndarray]:
         """(record key -> its parcel series file, (parcels, 3) atlas coordinates in mm)."""
         folder = self.series_folder()
-        files = series_files(folder, records)
+        text = self.config.filters.get(SERIES)
+        files = series_files(folder, records, parse_filter(text) if text else None)
         if not files:
             raise DataError(f"no parcel series (*{SUFFIX}) found under {folder} for any subject.")
         coords = read_atlas_table(folder)[["x", "y", "z"]].to_numpy(dtype=np.float32)

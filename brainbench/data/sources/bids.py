@@ -24,6 +24,7 @@ from brainbench.data.sources.table import (
     read_table,
     strip_prefix,
 )
+from brainbench.data.timeseries import SERIES
 from brainbench.errors import ConfigError, DataError
 from brainbench.registry import register_source
 
@@ -57,7 +58,7 @@ def find_images(
 
 def entity_filters(filters: Mapping[str, str] | None) -> dict[str, dict[str, str]]:
     """data.filters parsed: modality -> entities; unknown modalities are a ConfigError."""
-    known = sorted({*SUFFIXES.values(), *LABELS.values()})
+    known = sorted({*SUFFIXES.values(), *LABELS.values(), SERIES})
     parsed = {}
     for modality, text in (filters or {}).items():
         if modality not in known:
@@ -89,7 +90,7 @@ def _check_filters_used(
 ) -> None:
     """A filter that matches no file anywhere is a typo, not a dataset without the modality."""
     for modality in filters:
-        if not any(modality in r.images for r in records):
+        if modality != SERIES and not any(modality in r.images for r in records):
             text = "_".join(f"{k}-{v}" for k, v in filters[modality].items())
             raise ConfigError(
                 f"data.filters.{modality}={text} matches no {modality} file under {root}; "
