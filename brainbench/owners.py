@@ -91,3 +91,8 @@ def locked(path: Path, log: Callable[[str], object] | None = None) -> Iterator[N
                 log(f"waiting for another process holding {path}")
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def pretraining_lock(out: Path) -> Path:
+    """The lock file held while pretraining into `<output_dir>/pretrained/<name>` (`out`)."""
+    return out.parent.parent / f".pretrained-{out.name}.lock"

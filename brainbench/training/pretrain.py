@@ -55,7 +55,7 @@ from brainbench.memory import check_pretraining
 from brainbench.models.base import META_KEY
 from brainbench.models.mae import BACKBONES, CONFIG, WEIGHTS
 from brainbench.models.mae3d_cnn import MAE3DConfig
-from brainbench.owners import atomic_write, locked
+from brainbench.owners import atomic_write, locked, pretraining_lock
 from brainbench.registry import load_plugins
 from brainbench.results.plots import save_figure
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
@@ -267,8 +267,7 @@ def pretrain(config: PretrainConfig, *, log: Callable[[str], Any] = print) -> Pa
     check_pretraining(config)
     out = pretrained_dir(config)
     # one pretraining per folder at a time; DDP's extra processes run under rank 0's lock
-    lock_file = Path(config.output_dir) / f".pretrained-{out.name}.lock"
-    lock = locked(lock_file, log) if is_global_zero() else nullcontext()
+    lock = locked(pretraining_lock(out), log) if is_global_zero() else nullcontext()
     with lock:
         return _pretrain_into(out, config, net, log)
 

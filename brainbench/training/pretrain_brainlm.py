@@ -30,7 +30,7 @@ from brainbench.models.brainlm_mae import (
     train_mae,
     write_pretrained,
 )
-from brainbench.owners import atomic_write
+from brainbench.owners import atomic_write, locked, pretraining_lock
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
 from brainbench.spec import METRICS
 
@@ -76,6 +76,13 @@ def pretrained_dir(config: BrainLMPretrainConfig) -> Path:
 
 def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
     """Pretrain and write the pretrained folder; returns its path."""
+    out = pretrained_dir(config)
+    with locked(pretraining_lock(out), log):  # one pretraining per folder at a time
+        return _pretrain_into(out, config, log)
+
+
+def _pretrain_into(out: Path, config: BrainLMPretrainConfig, log: Callable[[str], Any]) -> Path:
+    """Train brainlm into `out` and write the pretrained folder."""
     data = subject_windows(
         config.data, config.split, config.output_dir, config.window, demean=config.demean
     )
@@ -84,7 +91,6 @@ def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any]
     log(f"pretrain brainlm: {sizes}, {len(train.coords)} ROIs")
     torch.manual_seed(config.seed)
     net = BrainLM(config.model, torch.from_numpy(train.coords))
-    out = pretrained_dir(config)
     info = train_mae(
         net,
         train,
