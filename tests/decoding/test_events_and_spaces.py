@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import nibabel as nib
 import numpy as np
 import pytest
 
 from brainbench.data.events import Window, check_model_trs, n_trs, read_events, window_volumes
 from brainbench.data.image_features import builtin_features, embed_images
-from brainbench.data.sources.image_fmri import surface_matrix
+from brainbench.data.sources.image_fmri import LAYOUTS, read_evoked, surface_matrix
 from brainbench.data.synth.stimuli import make_image
 from brainbench.errors import ConfigError, DataError
 
@@ -90,3 +92,12 @@ def test_transformers_model_from_a_local_folder(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="not a loadable model|no config.json"):
         embed_images([path], tmp_path / "c", model=str(tmp_path / "empty"))
+
+
+def test_a_stimulus_name_two_images_share_is_an_error(tmp_path, bold5000):
+    root = shutil.copytree(bold5000, tmp_path / "copy")
+    name = "COCO_train2014_000000000000.jpg"
+    (root / "stimuli" / "other").mkdir()
+    shutil.copy(root / "stimuli" / "COCO" / name, root / "stimuli" / "other" / name)
+    with pytest.raises(DataError, match=rf"'{name}' .* names several images .*COCO/{name}, other"):
+        read_evoked(root, LAYOUTS["bold5000"])

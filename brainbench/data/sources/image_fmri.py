@@ -159,14 +159,16 @@ def _events_path(bold: Path) -> Path:
     return bold.with_name(f"{stem}_events.tsv")
 
 
-def _find_images(folder: Path) -> dict[str, Path]:
-    images: dict[str, Path] = {}
+def _find_images(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """(stimulus id -> image, ambiguous id -> its images): an image answers to its path under
+    `folder`, its file name and its stem; a name or stem two images share names neither."""
+    named: dict[str, list[Path]] = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix in IMAGE_SUFFIXES:
-            images.setdefault(str(path.relative_to(folder)), path)
-            images.setdefault(path.name, path)
-            images.setdefault(path.stem, path)
-    return images
+            for key in dict.fromkeys((str(path.relative_to(folder)), path.name, path.stem)):
+                named.setdefault(key, []).append(path)
+    images = {key: paths[0] for key, paths in named.items() if len(paths) == 1}
+    return images, {key: paths for key, paths in named.items() if len(paths) > 1}
 
 
 def read_evoked(root: Path, layout: Layout, stim_column: str | None = None) -> EvokedData:
@@ -179,7 +181,7 @@ def read_evoked(root: Path, layout: Layout, stim_column: str | None = None) -> E
     if not stimuli_dir.is_dir():
         raise DataError(f"{root} has no {layout.stimuli}/ folder of stimulus images; "
                         f"{layout.name} expects {layout.download}.")  # fmt: skip
-    images = _find_images(stimuli_dir)
+    images, ambiguous = _find_images(stimuli_dir)
     runs = []
     for func in sorted(root.glob("sub-*/func")) + sorted(root.glob("sub-*/ses-*/func")):
         subject = func.parts[len(root.parts)]
@@ -205,6 +207,14 @@ def read_evoked(root: Path, layout: Layout, stim_column: str | None = None) -> E
         )
     for run in runs:
         names = run.events["stim_id"].str.removeprefix(layout.strip)
+        shared = sorted(set(names) & set(ambiguous))
+        if shared:
+            files = ", ".join(str(p.relative_to(stimuli_dir)) for p in ambiguous[shared[0]][:3])
+            raise DataError(
+                f"stimulus '{shared[0]}' in the events of {run.bold[0].name} names several images "
+                f"in {stimuli_dir} ({files}); name each by its path under {layout.stimuli}/ in "
+                "the events, or rename the images apart."
+            )
         unknown = sorted(set(names) - set(images))
         if unknown:
             raise DataError(
