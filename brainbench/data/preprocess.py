@@ -18,7 +18,7 @@ from scipy import ndimage
 from brainbench.config import PreprocessConfig
 from brainbench.errors import DataError
 
-PREPROCESS_VERSION = "3"  # bump when the output of preprocess_volume changes
+PREPROCESS_VERSION = "4"  # bump when the output of preprocess_volume changes
 FOREGROUND_FRACTION = 0.1  # of the 99.9th intensity percentile
 SLICE_FRACTION = 0.02  # a slice belongs to the brain's box if it holds this share of the fullest
 
@@ -57,9 +57,11 @@ def _resample(
     """Sample `img` on the RAS output grid centred at `centre` (anti-aliased when downsampling).
 
     Intensities are interpolated linearly. A label map is interpolated as one indicator volume
-    per label (filtered and sampled like an image) and each voxel takes the label of the largest,
-    so label edges fall where the interpolated image puts them instead of on the staircase that
-    nearest-neighbour sampling of a coarser grid leaves.
+    per label and each voxel takes the label of the largest, so label edges fall where the
+    interpolated image puts them instead of on the staircase that nearest-neighbour sampling of
+    a coarser grid leaves. Indicators are sampled, never low-pass filtered: filtering would make
+    a coarse voxel take its majority label and erase every structure thinner than the filter
+    (at 8 mm, most subcortical ones), while point sampling keeps each label's expected volume.
     """
     shape = np.array(cfg.shape)
     inverse = np.linalg.inv(img.affine)
@@ -79,15 +81,16 @@ def _resample(
     block = data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
 
     def sample(volume: np.ndarray) -> np.ndarray:
-        if sigma.any():
-            volume = ndimage.gaussian_filter(volume, sigma)
         return ndimage.affine_transform(
             volume, matrix, offset - lo, output_shape=cfg.shape, order=1, mode="constant"
         )
 
     if is_label:
         return interpolate_labels(block, sample)
-    return sample(block.astype(np.float32, copy=False)).astype(np.float32)
+    block = block.astype(np.float32, copy=False)
+    return sample(ndimage.gaussian_filter(block, sigma) if sigma.any() else block).astype(
+        np.float32
+    )
 
 
 def interpolate_labels(

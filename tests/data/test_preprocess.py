@@ -90,6 +90,29 @@ def test_upsampled_labels_follow_the_structure_not_the_coarse_voxels() -> None:
     assert dice(out > 0) > dice(nearest) + 0.01 and dice(out > 0) > 0.95
 
 
+def test_downsampled_labels_keep_small_structures() -> None:
+    """Balls of 7-9 mm radius labelled at 2 mm and resampled to 8 mm: each keeps its label and,
+    averaged over grid offsets, its volume (a majority filter would erase the smaller ones)."""
+    n, voxel = 64, 2.0
+    radii = {1: 7.0, 2: 8.0, 3: 9.0}  # 7 mm: a ball always holds a point of an 8 mm grid
+    cfg = PreprocessConfig(spacing=8.0, shape=(16, 16, 16), crop_to_brain=False)
+    volumes = {label: [] for label in radii}
+    for shift in np.linspace(0, 3.5, 5):  # the balls at several offsets from the 8 mm grid
+        axes = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * voxel - shift] * 3, indexing="ij")
+        labels = np.zeros((n, n, n), np.uint8)
+        for label, radius in radii.items():
+            centre = (label - 2) * 30.0  # apart along the first axis
+            labels[np.sqrt((axes[0] - centre) ** 2 + axes[1] ** 2 + axes[2] ** 2) < radius] = label
+        out = preprocess_volume(nib.Nifti1Image(labels, np.diag([voxel] * 3 + [1.0])), cfg,
+                                is_label=True)  # fmt: skip
+        for label in radii:
+            volumes[label].append((out == label).sum() * 8.0**3)
+    for label, radius in radii.items():
+        truth = 4 / 3 * np.pi * radius**3
+        assert min(volumes[label]) > 0, f"label {label} vanished at some offset: {volumes[label]}"
+        assert 0.6 < np.mean(volumes[label]) / truth < 1.5, (label, volumes[label], truth)
+
+
 def test_label_needs_reference_when_cropping(brain: Callable) -> None:
     labels = nib.Nifti1Image((brain() > 50).astype(np.uint8), np.eye(4))
     with pytest.raises(ValueError, match="reference"):
