@@ -103,8 +103,9 @@ class RidgeEstimator:
     """Linear model on average-pooled, standardised voxels; the penalty is chosen by CV.
 
     Regression: RidgeCV (efficient leave-one-out over the grid). Classification:
-    LogisticRegressionCV (stratified k-fold, log loss). Only the training set is used; `val`
-    is scored for information. Too few training subjects for CV (penalty_fallback) and the
+    LogisticRegressionCV (stratified k-fold, log loss), on the training set. Too few training
+    subjects for CV (penalty_fallback), or a fit that does worse on `val` than the training
+    mean / prior (CV on 20 subjects once chose alpha 0.1 and a validation MSE of 1e6), and the
     model predicts the training mean / prior instead (the infinite-penalty limit), says so in a
     warning and records it as `penalty` in the fit info.
     """
@@ -126,7 +127,7 @@ class RidgeEstimator:
     def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
         """Standardise with training statistics, choose the penalty by CV on `train` and fit."""
         scaler = StandardScaler().fit(x := self.features(train))
-        alpha, coef, intercept = fit_linear(
+        alpha, coef, intercept, penalty = fit_linear(
             scaler.transform(x),
             train.targets,
             self.kind,
@@ -134,6 +135,7 @@ class RidgeEstimator:
             self.params.cv_folds,
             seed,
             min_subjects=self.params.cv_min_subjects,
+            val=(scaler.transform(self.features(val)), val.targets) if len(val) else None,
         )
         self.arrays = {
             "mean": scaler.mean_,
@@ -144,7 +146,7 @@ class RidgeEstimator:
         val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
         return {
             "alpha": alpha,
-            "penalty": penalty_choice(train.targets, self.kind, self.params.cv_min_subjects),
+            "penalty": penalty,
             "n_features": x.shape[1],
             "val_mse": float(np.mean(val_error**2)),
         }
@@ -273,6 +275,16 @@ def mean_fit(targets: Any, kind: str, n_features: int) -> tuple[np.ndarray, np.n
     return np.zeros((1, n_features)), np.array([intercept])
 
 
+def linear_error(x: np.ndarray, y: Any, coef: Any, intercept: Any, kind: str) -> float:
+    """Mean squared error (regression) or log loss (classification) of a linear model."""
+    out = x @ np.ravel(coef) + float(np.ravel(intercept)[0])
+    y = np.asarray(y, dtype=float)
+    if kind == "regression":
+        return float(np.mean((out - y) ** 2))
+    p = np.clip(1 / (1 + np.exp(-out)), 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def fit_linear(
     x: np.ndarray,
     targets: Any,
@@ -282,22 +294,47 @@ def fit_linear(
     seed: int,
     *,
     min_subjects: int = CV_MIN_SUBJECTS,
-) -> tuple[float | None, np.ndarray, np.ndarray]:
-    """(chosen alpha, coefficients, intercept) of RidgeCV or L2 LogisticRegressionCV on `x`.
+    val: tuple[np.ndarray, Any] | None = None,
+) -> tuple[float | None, np.ndarray, np.ndarray, str]:
+    """(chosen alpha, coefficients, intercept, how the penalty was chosen) of RidgeCV or L2
+    LogisticRegressionCV on `x`.
 
-    When CV cannot choose the penalty (penalty_fallback), a warning says so and the fit is the
-    infinite-penalty limit: zero coefficients, the training mean / prior; alpha is then None.
+    When CV cannot choose the penalty (penalty_fallback), or the fit does worse on the
+    validation `val` (features, targets) than the training mean / prior, a warning says so and
+    the fit is the infinite-penalty limit: zero coefficients, the training mean / prior; alpha
+    is then None and the last element says 'fallback: <why>' (else 'cv').
     """
     why = penalty_fallback(targets, kind, min_subjects)
     if why is not None:
-        target = "training mean" if kind == "regression" else "training prior P(y = 1)"
-        warnings.warn(
-            f"{why}: cross-validation cannot choose the penalty; the linear model falls back to "
-            f"predicting the {target} (zero coefficients, the infinite-penalty limit).",
-            stacklevel=2,
+        why += ": cross-validation cannot choose the penalty"
+    else:
+        alpha, coef, intercept = _fit_cv(x, targets, kind, alphas, folds, seed)
+        if val is None:
+            return alpha, coef, intercept, "cv"
+        labels = val[1] if kind == "regression" else binary_targets(val[1])
+        fitted = linear_error(val[0], labels, coef, intercept, kind)
+        limit = linear_error(val[0], labels, *mean_fit(targets, kind, x.shape[1]), kind)
+        if fitted <= limit:
+            return alpha, coef, intercept, "cv"
+        measure = "mean squared error" if kind == "regression" else "log loss"
+        why = (
+            f"the penalty cross-validation chose (alpha {alpha:.3g}) gives a validation "
+            f"{measure} of {fitted:.4g}, above the {limit:.4g} of no features"
         )
-        coef, intercept = mean_fit(targets, kind, x.shape[1])
-        return None, coef, intercept
+    target = "training mean" if kind == "regression" else "training prior P(y = 1)"
+    warnings.warn(
+        f"{why}; the linear model falls back to predicting the {target} (zero coefficients, "
+        "the infinite-penalty limit).",
+        stacklevel=2,
+    )
+    coef, intercept = mean_fit(targets, kind, x.shape[1])
+    return None, coef, intercept, f"fallback: {why}"
+
+
+def _fit_cv(
+    x: np.ndarray, targets: Any, kind: str, alphas: np.ndarray, folds: int, seed: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(alpha, coefficients, intercept) with the penalty chosen by cross-validation."""
     if kind == "regression":
         ridge = RidgeCV(alphas=alphas).fit(x, np.asarray(targets, dtype=float))
         return float(ridge.alpha_), ridge.coef_, np.atleast_1d(ridge.intercept_)

@@ -304,7 +304,7 @@ def probe_head(
     y = np.asarray(train.targets, dtype=float)
     if bins is None:
         y = binary_targets(y)
-    alpha, coef, intercept = fit_linear(
+    alpha, coef, intercept, _ = fit_linear(
         z, y, "regression" if bins else "classification", probe.alphas(), probe.cv_folds, seed,
         min_subjects=probe.cv_min_subjects,
     )  # fmt: skip

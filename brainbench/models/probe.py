@@ -115,7 +115,7 @@ class ProbeEstimator:
     def _linear(self, z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float | None, list]:
         """The linear head (also the mlp head's fallback when CV cannot choose its penalty)."""
         folds, alphas = self.params.cv_folds, self.params.alphas()
-        alpha, coef, intercept = fit_linear(
+        alpha, coef, intercept, _ = fit_linear(
             z, y, self.kind, alphas, folds, seed, min_subjects=self._min
         )
         return alpha, [(np.reshape(coef, (z.shape[1], -1)), np.ravel(intercept))]

@@ -18,6 +18,7 @@ from brainbench.models.classical import (
     binary_targets,
     build_chance,
     build_ridge,
+    fit_linear,
     penalty_fallback,
 )
 from brainbench.registry import MODELS
@@ -61,7 +62,9 @@ def test_ridge_chooses_alpha_by_cv_and_beats_chance(volumes, spec, quick_trainer
     noise = volumes(80, seed=1)
     noise.targets = np.random.default_rng(0).permutation(noise.targets)
     noisy = build_ridge(params, task=spec(), trainer=quick_trainer)
-    assert noisy.fit(noise, test, seed=0, run_dir=tmp_path)["alpha"] > info["alpha"]
+    with pytest.warns(UserWarning, match="falls back to predicting the training mean"):
+        fitted = noisy.fit(noise, test, seed=0, run_dir=tmp_path)  # noise: no better than none
+    assert fitted["alpha"] is None and fitted["penalty"].startswith("fallback: the penalty")
 
 
 def test_ridge_save_reloads_identical_predictions(volumes, spec, quick_trainer, tmp_path) -> None:
@@ -191,6 +194,26 @@ def test_penalty_fallback_rule() -> None:
     assert "1 training subject of a class" in penalty_fallback(
         np.array([0] * 11 + [1]), "classification"
     )
+
+
+@pytest.mark.parametrize("kind", ["regression", "classification"])
+def test_a_fit_worse_than_no_features_on_validation_falls_back(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    signal = 3 * x[:, 0] + rng.normal(size=40)
+    y = signal if kind == "regression" else (signal > 0).astype(float)
+    x_val = rng.normal(size=(20, 5))
+    y_val = 3 * x_val[:, 0] if kind == "regression" else (x_val[:, 0] > 0).astype(float)
+    alphas = np.logspace(-2, 3, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sane fit says nothing
+        alpha, _, _, penalty = fit_linear(x, y, kind, alphas, 3, 0, val=(x_val, y_val))
+    assert alpha is not None and penalty == "cv"
+    flipped = 1 - y_val if kind == "classification" else -y_val  # validation against the fit
+    with pytest.warns(UserWarning, match="falls back to predicting the training"):
+        alpha, coef, intercept, penalty = fit_linear(x, y, kind, alphas, 3, 0, val=(x_val, flipped))
+    assert alpha is None and not np.any(coef) and penalty.startswith("fallback: the penalty")
+    assert "validation" in penalty
 
 
 class _Runs:
