@@ -127,6 +127,7 @@ class RidgeEstimator:
     def fit(self, train: Dataset, val: Dataset, *, seed: int, run_dir: Path) -> dict[str, Any]:
         """Standardise with training statistics, choose the penalty by CV on `train` and fit."""
         scaler = StandardScaler().fit(x := self.features(train))
+        x_val = self.features(val)  # read once: the fallback check and val_mse both need it
         alpha, coef, intercept, penalty = fit_linear(
             scaler.transform(x),
             train.targets,
@@ -135,7 +136,7 @@ class RidgeEstimator:
             self.params.cv_folds,
             seed,
             min_subjects=self.params.cv_min_subjects,
-            val=(scaler.transform(self.features(val)), val.targets) if len(val) else None,
+            val=(scaler.transform(x_val), val.targets),
         )
         self.arrays = {
             "mean": scaler.mean_,
@@ -143,7 +144,7 @@ class RidgeEstimator:
             "coef": np.asarray(coef, dtype=np.float64).ravel(),
             "intercept": np.asarray(intercept, dtype=np.float64).reshape(1),
         }
-        val_error = self.predict(val) - np.asarray(val.targets, dtype=float)
+        val_error = self._output(x_val) - np.asarray(val.targets, dtype=float)
         return {
             "alpha": alpha,
             "penalty": penalty,
@@ -154,7 +155,11 @@ class RidgeEstimator:
     def predict(self, data: Dataset) -> np.ndarray:
         if not self.arrays:
             raise RuntimeError("fit() or load() must be called first")
-        a, x = self.arrays, self.features(data)
+        return self._output(self.features(data))
+
+    def _output(self, x: np.ndarray) -> np.ndarray:
+        """Predictions (targets, or P(y = 1)) for the raw features `x` of some samples."""
+        a = self.arrays
         if x.shape[1] != len(a["coef"]):
             raise DataError(
                 f"the ridge model takes {len(a['coef'])} features but the data gives "
