@@ -13,10 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from brainbench.errors import ConfigError
+
 PAIR = re.compile(r"([a-z]+)-([A-Za-z0-9]+)\Z")
 SUFFIX = re.compile(r"[A-Za-z0-9]+\Z")
 VARIANTS = ("desc", "space", "acq", "rec", "ce")  # absent on the default image
 RULE = f"fewest of the entities {'/'.join(VARIANTS)}, then the lowest run, then the name"
+SHOWN = 3  # candidate files named in the warning about choices
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,29 @@ def _rank(path: Path) -> tuple[int, float, str]:
 def choose(candidates: Iterable[Path]) -> Path | None:
     """The file the documented rule (RULE) picks among one modality's candidates."""
     return min(candidates, key=_rank, default=None)
+
+
+def choices_message(
+    root: Path, what: str, modality: str, cases: list[tuple[str, list[Path]]], n: int
+) -> str:
+    """The one warning of a dataset where `cases` (record key, its candidate files) of its `n`
+    records had several `what` (e.g. 'T1w files') to choose from."""
+    key, files = cases[0]
+    shown = ", ".join(p.name for p in files[:SHOWN]) + (" ..." if len(files) > SHOWN else "")
+    return (
+        f"{root}: {len(cases)} of {n} records have several {what}, e.g. {key}: {shown}; chose "
+        f"{choose(files).name} ({RULE}). Set data.filters.{modality} (e.g. run-2, acq-<label> "
+        "or task-<label>) to choose otherwise."
+    )
+
+
+def unmatched_filter(
+    modality: str, wanted: Mapping[str, str], what: str, root: Path
+) -> ConfigError:
+    """The error for a data.filters entry that matches no `what` file anywhere under `root`
+    (a typo, not a dataset without the modality)."""
+    text = "_".join(f"{k}-{v}" for k, v in wanted.items())
+    return ConfigError(
+        f"data.filters.{modality}={text} matches no {what} file under {root}; check the "
+        "entities in the file names or remove the filter."
+    )

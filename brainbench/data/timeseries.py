@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from brainbench.bids_names import RULE, choose, parse_name
+from brainbench.bids_names import choices_message, choose, parse_name, unmatched_filter
 from brainbench.data.records import SubjectRecord
-from brainbench.errors import ConfigError, DataError
+from brainbench.errors import DataError
 from brainbench.owners import atomic_write
 
 SUFFIX = "_timeseries.npy"
@@ -194,20 +194,10 @@ def series_files(
         if len(runs) > 1:
             several.append((record.key, runs))
     if wanted and not found:
-        text = "_".join(f"{k}-{v}" for k, v in wanted.items())
-        raise ConfigError(
-            f"data.filters.{SERIES}={text} matches no *{SUFFIX} file under {folder}; check the "
-            "entities in the file names or remove the filter."
-        )
+        raise unmatched_filter(SERIES, wanted, f"*{SUFFIX}", folder)
     if several:
-        key, runs = several[0]
-        warnings.warn(
-            f"{folder}: {len(several)} of {len(found)} records have several parcel series, e.g. "
-            f"{key}: {', '.join(p.name for p in runs[:3])}{' ...' if len(runs) > 3 else ''}; "
-            f"chose {found[key].name} ({RULE}). Set data.filters.{SERIES} (e.g. task-rest or "
-            "run-2) to choose otherwise.",
-            stacklevel=2,
-        )
+        message = choices_message(folder, "parcel series", SERIES, several, len(found))
+        warnings.warn(message, stacklevel=2)
     return found
 
 

@@ -12,7 +12,13 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from brainbench.bids_names import RULE, choose, parse_filter, parse_name
+from brainbench.bids_names import (
+    choices_message,
+    choose,
+    parse_filter,
+    parse_name,
+    unmatched_filter,
+)
 from brainbench.config import DataConfig
 from brainbench.data.records import SubjectRecord
 from brainbench.data.sources.derivatives import read_preprocessed
@@ -34,7 +40,6 @@ SUFFIXES |= {("dwi", "dwi"): "dwi"}
 LABELS = {("anat", "dseg"): "seg"}
 FIELDS = ("participant_id", "age", "sex", "site")
 NIFTI = (".nii", ".nii.gz")
-SHOWN = 3  # candidate files named in the warning about choices
 
 
 def find_images(
@@ -72,30 +77,13 @@ def entity_filters(filters: Mapping[str, str] | None) -> dict[str, dict[str, str
     return parsed
 
 
-def _report_choices(root: Path, several: dict[str, list[tuple[str, list[Path]]]], n: int) -> None:
-    """One warning per modality that had several candidates somewhere, with an example."""
-    for modality, cases in several.items():
-        key, files = cases[0]
-        shown = ", ".join(p.name for p in files[:SHOWN]) + (" ..." if len(files) > SHOWN else "")
-        warnings.warn(
-            f"{root}: {len(cases)} of {n} records have several {modality} files, e.g. {key}: "
-            f"{shown}; chose {choose(files).name} ({RULE}). Set data.filters.{modality} "
-            "(e.g. run-2 or acq-<label>) to choose otherwise.",
-            stacklevel=3,
-        )
-
-
 def _check_filters_used(
     root: Path, filters: Mapping[str, Mapping[str, str]], records: list[SubjectRecord]
 ) -> None:
     """A filter that matches no file anywhere is a typo, not a dataset without the modality."""
     for modality in filters:
         if modality != SERIES and not any(modality in r.images for r in records):
-            text = "_".join(f"{k}-{v}" for k, v in filters[modality].items())
-            raise ConfigError(
-                f"data.filters.{modality}={text} matches no {modality} file under {root}; "
-                "check the entities in the file names or remove the filter."
-            )
+            raise unmatched_filter(modality, filters[modality], modality, root)
 
 
 def _sessions(subject_dir: Path) -> list[tuple[str | None, Path]]:
@@ -196,7 +184,11 @@ def read_bids(
                 if len(files) > 1:
                     several[modality].append((record.key, files))
     _check_filters_used(root, wanted, records)
-    _report_choices(root, several, len(records))
+    for modality, cases in several.items():
+        warnings.warn(
+            choices_message(root, f"{modality} files", modality, cases, len(records)),
+            stacklevel=2,
+        )
     return records
 
 
