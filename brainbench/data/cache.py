@@ -52,7 +52,7 @@ class VolumeCache:
             stat = os.stat(path)
         except OSError:
             raise DataError(f"image {path} does not exist; check the path.") from None
-        memo = (os.fspath(path), stat.st_mtime_ns, stat.st_size)
+        memo = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
         if memo not in self._hashes:
             self._hashes[memo] = file_sha256(Path(path))
         return self._hashes[memo]
@@ -134,7 +134,7 @@ class VolumeCache:
         """The stored array, or None when absent or failing its checksum."""
         try:
             stat = os.stat(entry)
-            memo = (os.fspath(entry), stat.st_mtime_ns, stat.st_size)
+            memo = (os.path.abspath(entry), stat.st_mtime_ns, stat.st_size)
             if memo not in self._verified:
                 data = entry.read_bytes()
                 if str(zlib.crc32(data)) != entry.with_suffix(".crc32").read_text().strip():
