@@ -169,7 +169,7 @@ def train_mae(
             seconds = time.perf_counter() - start
     finally:
         train.random = False
-    net.cpu().eval()
+    net.cpu().float().eval()  # trained at any trainer.precision
     return {
         "steps": trainer.global_step,
         "train_s": seconds,

@@ -1,16 +1,16 @@
 """Masked-autoencoder pretraining: `pretrain(config) -> <output_dir>/pretrained/<model>-<dataset>/`.
 
-Any registered backbone (models/mae.py: mae3d_cnn, mae3d_vit, mae2d). Trains only on the
-dataset's 'train' subjects (its one split, shared with every task) and monitors on 'val'; 'test'
-subjects are never read. Batches draw sites uniformly (weights 1/count(site)). Each training
-volume is augmented (random flips, rotation/zoom, a randomised upper-percentile renormalisation)
-and gives two views (training.masking): a random local crop masked with `local_patch` patches
-and the whole volume resized to the same grid masked with `global_patch` patches; the loss is
-the mean of the two masked-voxel MSEs. Draws are sharded per rank and each sample's randomness
-is keyed to its draw, so 1 and N processes (DDP) train the same network from the same seed.
-Lightning checkpoints every `checkpoint_every` steps and a re-run resumes from the last one.
-The result is model.safetensors + config.json, metrics.json (masked-voxel MSE and PSNR of both
-views on the val subjects, overall and per lifespan stage) and reconstructions.png.
+Any registered backbone (models/mae.py: mae3d_cnn, mae3d_vit, mae2d). Trains only on the dataset's
+'train' subjects (its one split, shared with every task) and monitors on 'val'; 'test' subjects are
+never read. Batches draw sites uniformly (weights 1/count(site)). Each training volume is augmented
+(random flips, a rotation/zoom of a share of them, a randomised upper-percentile renormalisation)
+and gives two views (training.masking): a random local crop masked with `local_patch` patches and
+the whole volume resized to the same grid masked with `global_patch` patches; the loss is the mean
+of the two masked-voxel MSEs. Draws are sharded per rank and each sample's randomness is keyed to
+its draw, so 1 and N processes (DDP) train the same network from the same seed. Lightning
+checkpoints every `checkpoint_every` steps and a re-run resumes from the last one. The result is
+model.safetensors + config.json, metrics.json (masked-voxel MSE and PSNR of both views on the val
+subjects, overall and per lifespan stage) and reconstructions.png.
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def _pretrain_into(
     if not trained and (out / WEIGHTS).is_file():
         log(f"pretrain {config.name}: already trained to step {step0}; kept {out}")
         return out
-    metrics = evaluate(module.net.cpu().eval(), data["val"], config)
+    metrics = evaluate(module.net.cpu().float().eval(), data["val"], config)  # any precision
     metrics |= {
         "model": config.name,
         "dataset": dataset_id(config.data),
