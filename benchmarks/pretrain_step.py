@@ -1,13 +1,15 @@
-"""mae3d_cnn pretraining on CPU: the share of a training step spent outside forward/backward.
+"""Pretraining on CPU: the share of a training step spent outside forward/backward.
 
-A step is what MAEModule.training_step and its backward pass do: per-sample generators from the
-draw keys, augmentation (flips, rotation/zoom, random upper percentile), the two views (a local
-crop and the whole volume resized), their patch masks, then the network's forward, masked MSE
-and backward on both views. The forward/backward part is also timed alone on the same masked
-views; the rest of the step is the data work the goal keeps under 10%. Times are CPU time of
-the process (steadier than wall time on a shared machine), medians over `--steps` rounds that
-call every part in turn, after a warm-up round. The script calls only functions older versions
-have too, so pointing PYTHONPATH at another checkout measures that version.
+mae3d_cnn: a step is what MAEModule.training_step and its backward pass do: per-sample
+generators from the draw keys, augmentation (flips, rotation/zoom of a share of the volumes,
+random upper percentile), the two views (a local crop and the whole volume resized), their patch
+masks, then the network's forward, masked MSE and backward on both views. brainlm: its random
+token mask, then forward, masked MSE and backward on a batch of parcels x time windows. The
+forward/backward part is also timed alone on the same inputs and masks; the rest of the step is
+the data work the goal keeps under 10%. Times are CPU time of the process (steadier than wall
+time on a shared machine), medians over `--steps` rounds that call every part in turn, after a
+warm-up round. The script calls only functions older versions have too, so pointing PYTHONPATH
+at another checkout measures that version.
 
     PYTHONPATH=. .venv/bin/python benchmarks/pretrain_step.py --threads 1
 """
@@ -15,12 +17,15 @@ have too, so pointing PYTHONPATH at another checkout measures that version.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from brainbench.models.brainlm import BrainLM, hidden_count, random_mask
+from brainbench.models.brainlm_mae import BrainLMPretrainConfig, MAEModule
 from brainbench.models.mae3d_cnn import MAE3D
 from brainbench.training.augment import augment_volumes
 from brainbench.training.masking import masked_mse, patch_mask, two_views
@@ -48,17 +53,16 @@ def median_seconds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[st
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=3, default=(40, 48, 40), help="volume grid")
-    parser.add_argument("--batch", type=int, default=4, help="volumes per step")
-    parser.add_argument("--width", type=int, default=32, help="model.width (reference: 512)")
-    parser.add_argument("--depth", type=int, default=3, help="model.depth (reference: 8)")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="CPU time counts idle spin too")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+def report(title: str, seconds: dict[str, float], parts: set[str]) -> None:
+    """Print the CPU milliseconds of each part and the share outside forward/backward."""
+    print(title)
+    for name, value in seconds.items():
+        print(f"{'  ' * (name in parts) + name:<22}{value * 1000:>9.1f}")
+    outside = 1 - seconds["forward + backward"] / seconds["step"]
+    print(f"{'outside fwd/bwd':<22}{outside:>9.1%}  (goal: under 10%)")
+
+
+def mae3d_cnn(args: argparse.Namespace) -> None:
     model = {"width": args.width, "depth": args.depth}
     config = PretrainConfig(model=model, preprocess={"shape": tuple(args.shape)})
     net = MAE3D(config.model)
@@ -66,9 +70,11 @@ def main() -> None:
     x, keys = brains(args.batch, tuple(args.shape)), list(range(args.batch))
     patches = (config.local_patch, config.global_patch)
 
-    def step() -> None:
+    draws = itertools.count()
+
+    def step() -> None:  # new draw keys each step, as in training
         net.zero_grad()
-        generators = sample_generators(config.seed, keys)
+        generators = sample_generators(config.seed, [next(draws) for _ in keys])
         views = view_losses(net, augment_volumes(x, config.augment, generators), config, generators)
         ((views[0].loss + views[1].loss) / 2).backward()
 
@@ -93,15 +99,59 @@ def main() -> None:
         "masks": view_masks,
     }
     seconds = median_seconds({"step": step, "forward + backward": network} | parts, args.steps)
-    print(
+    title = (
         f"mae3d_cnn (width {args.width}, depth {args.depth}) pretraining step: batch "
         f"{args.batch}, {tuple(args.shape)} volumes, crop {config.crop_size}^3, {args.threads} "
         f"threads, CPU ms (median of {args.steps})"
     )
-    for name, value in seconds.items():
-        print(f"{'  ' * (name in parts) + name:<22}{value * 1000:>9.1f}")
-    outside = 1 - seconds["forward + backward"] / seconds["step"]
-    print(f"{'outside fwd/bwd':<22}{outside:>9.1%}  (goal: under 10%)")
+    report(title, seconds, set(parts))
+
+
+def brainlm(args: argparse.Namespace) -> None:
+    config = BrainLMPretrainConfig()
+    parcels, window, batch = args.parcels, config.window, config.trainer.batch_size
+    coords = torch.rand(parcels, 3, generator=torch.Generator().manual_seed(0)) * 140 - 70
+    net = BrainLM(config.model, coords)
+    module = MAEModule(net, config.mask_ratio, lr=1e-3, weight_decay=0, n_steps=1)
+    x = torch.randn(batch, parcels, window, generator=torch.Generator().manual_seed(1))
+    tokens = parcels * (window // config.model.patch)
+    n_hidden = hidden_count(tokens, config.mask_ratio)
+    mask = random_mask(batch, tokens, config.mask_ratio)
+
+    def step() -> None:
+        net.zero_grad()
+        module._loss(x).backward()
+
+    def network() -> None:
+        net.zero_grad()
+        net.masked_loss(x, mask, n_hidden)[0].backward()
+
+    parts = {"mask": lambda: random_mask(batch, tokens, config.mask_ratio)}
+    seconds = median_seconds({"step": step, "forward + backward": network} | parts, args.steps)
+    title = (
+        f"brainlm (default config) pretraining step: batch {batch}, {parcels} parcels x "
+        f"{window} time points, {args.threads} threads, CPU ms (median of {args.steps})"
+    )
+    report(title, seconds, set(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", choices=["mae3d_cnn", "brainlm"], nargs="+", default=["mae3d_cnn", "brainlm"]
+    )
+    parser.add_argument("--shape", type=int, nargs=3, default=(40, 48, 40), help="volume grid")
+    parser.add_argument("--batch", type=int, default=4, help="volumes per step")
+    parser.add_argument("--width", type=int, default=32, help="model.width (reference: 512)")
+    parser.add_argument("--depth", type=int, default=3, help="model.depth (reference: 8)")
+    parser.add_argument("--parcels", type=int, default=300, help="brainlm: the cohort's atlas")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="CPU time counts idle spin too")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    for name in args.model:
+        {"mae3d_cnn": mae3d_cnn, "brainlm": brainlm}[name](args)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 `shift_and_mirror` preserves labels (supervised training); `augment_volumes` is the pretraining
 augmentation of the masked autoencoders: random flips, a small rotation/zoom (torch grid_sample)
-and a percentile renormalisation whose upper percentile is drawn at random. Random parameters
-are drawn per sample on the CPU (a few numbers each); the voxel work runs batched on the
-volumes' device.
+of a share of the samples and a percentile renormalisation whose upper percentile is drawn at
+random. Random parameters are drawn per sample on the CPU (a few numbers each); the voxel work
+runs batched on the volumes' device.
 """
 
 from __future__ import annotations
@@ -41,10 +41,28 @@ def shift_and_mirror(x: Tensor, max_shift: int = 2) -> Tensor:
     ]
 
 
+def flip_axes(x: Tensor, flips: Tensor) -> Tensor:
+    """Each volume of x (B, C, X, Y, Z) flipped along the axes where flips (B, 3) bool is True.
+
+    One flip per pattern of flipped axes that occurs (at most 8), whatever the batch size.
+    """
+    codes = flips.cpu().long() @ torch.tensor([1, 2, 4])
+    out = x.clone()
+    for code in codes.unique().tolist():
+        if code:
+            rows = (codes == code).nonzero()[:, 0].to(x.device)
+            axes = [2 + axis for axis in range(3) if code >> axis & 1]
+            out.index_copy_(0, rows, x.index_select(0, rows).flip(axes))
+    return out
+
+
 class VolumeAugmentConfig(StrictModel):
     """Random augmentation of pretraining volumes (intensities in [0, 1], background 0)."""
 
     flip: float = Field(0.5, ge=0, le=1, description="probability of flipping each axis")
+    warp_probability: float = Field(
+        0.2, ge=0, le=1, description="share of samples rotated and zoomed (nnU-Net: 0.2)"
+    )
     rotation: float = Field(10.0, ge=0, le=180, description="max rotation about each axis (deg)")
     scale: float = Field(0.1, ge=0, lt=1, description="max zoom, 1 +/- scale per axis")
     upper_percentile: tuple[float, float] = Field(
@@ -100,31 +118,44 @@ def _voxel_centres(n: int, like: Tensor) -> Tensor:
 
 
 def random_affine(
-    x: Tensor, flip: float, rotation: float, scale: float, generator: Generators = None
+    x: Tensor,
+    flip: float,
+    rotation: float,
+    scale: float,
+    generator: Generators = None,
+    warp_probability: float = 1.0,
 ) -> Tensor:
-    """Random flips, rotations and zooms of each volume, in one resampling of the batch.
+    """Random flips of each volume, and rotations and zooms of a `warp_probability` share of them.
 
-    Each axis flips with probability `flip`, rotates by up to `rotation` degrees and zooms by
-    1 +/- `scale`; the parameters are drawn per sample.
+    Each axis flips with probability `flip`; a warped sample also rotates by up to `rotation`
+    degrees and zooms by 1 +/- `scale` per axis, flips included in its one resampling (trilinear,
+    the costly part); the others are only flipped. The parameters are drawn per sample.
     """
     n = len(x)
     flips = batch_rand(n, 3, generator=generator) < flip
     angles = torch.deg2rad(_uniform((n, 3), -rotation, rotation, generator))
     zoom = _uniform((n, 3), 1 - scale, 1 + scale, generator)
-    mirror = torch.diag_embed(1 - 2 * flips.double())  # flipped axes: coordinate -> -coordinate
-    return affine_warp(x, mirror @ rotation_matrices(angles) @ torch.diag_embed(1 / zoom))
+    warped = (batch_rand(n, 1, generator=generator)[:, 0] < warp_probability).nonzero()[:, 0]
+    out = flip_axes(x, flips)
+    if len(warped) and (rotation or scale):
+        mirror = torch.diag_embed(1 - 2 * flips[warped].double())  # coordinate -> -coordinate
+        maps = mirror @ rotation_matrices(angles[warped]) @ torch.diag_embed(1 / zoom[warped])
+        rows = warped.to(x.device)
+        out.index_copy_(0, rows, affine_warp(x.index_select(0, rows), maps))  # out is new
+    return out
 
 
 def random_upper_percentile(
-    x: Tensor, low: float, high: float, generator: Generators = None
+    x: Tensor, low: float, high: float, generator: Generators = None, stride: int = 1
 ) -> Tensor:
     """Divide each volume/channel by a foreground (> 0) percentile drawn in [low, high], clip.
 
     The percentile interpolates between order statistics as torch.quantile does, read from the
-    largest values of each volume/channel (one topk for the batch, on x's device).
+    largest values of each volume/channel (one topk for the batch, on x's device); `stride` > 1
+    reads it from every stride-th voxel along each axis.
     """
     q = (_uniform(tuple(x.shape[:2]), low, high, generator) / 100).float().to(x.device)
-    values = x.flatten(2).float()
+    values = x[..., ::stride, ::stride, ::stride].flatten(2).float()
     foreground = values > 0
     count = foreground.sum(-1)
     position = q * (count - 1).clamp_min(0)  # in the ascending foreground values
@@ -142,11 +173,13 @@ def random_upper_percentile(
 
 
 def augment_volumes(x: Tensor, cfg: VolumeAugmentConfig, generator: Generators = None) -> Tensor:
-    """Flips and a small rotation/zoom (one resampling), then a random upper-percentile scaling.
+    """Flips, a small rotation/zoom of a share of the samples, a random upper-percentile scaling.
 
-    Each sample's parameters come from its generator; the work is batched on x's device.
+    Each sample's parameters come from its generator; the work is batched on x's device. The
+    percentile is read from every 2nd voxel along each axis: on 80 default-cohort brains at
+    40x48x40 (~5,000 of ~40,000 brain voxels read) the 98th percentile so read sits at the
+    full count's 97.97th (sd 0.10), its value within 0.5% (sd), far inside the drawn range.
     """
-    if cfg.flip or cfg.rotation or cfg.scale:
-        x = random_affine(x, cfg.flip, cfg.rotation, cfg.scale, generator)
+    x = random_affine(x, cfg.flip, cfg.rotation, cfg.scale, generator, cfg.warp_probability)
     low, high = cfg.upper_percentile
-    return random_upper_percentile(x, low, high, generator)
+    return random_upper_percentile(x, low, high, generator, stride=2)

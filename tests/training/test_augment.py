@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -5,6 +7,8 @@ from brainbench.training.augment import (
     VolumeAugmentConfig,
     affine_warp,
     augment_volumes,
+    flip_axes,
+    random_affine,
     random_upper_percentile,
     rotation_matrices,
     shift_and_mirror,
@@ -86,9 +90,39 @@ def test_pretraining_augmentation_keeps_shape_range_and_is_seeded():
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1
     off = VolumeAugmentConfig(flip=0, rotation=0, scale=0, upper_percentile=(100, 100))
-    torch.testing.assert_close(
-        augment_volumes(x, off), x / x.flatten(1).amax(1).view(3, 1, 1, 1, 1)
-    )
+    # the percentile is read from every 2nd voxel along each axis
+    largest = x[..., ::2, ::2, ::2].flatten(1).amax(1).view(3, 1, 1, 1, 1)
+    torch.testing.assert_close(augment_volumes(x, off), (x / largest).clamp(0, 1))
+
+
+def test_flip_axes_flips_each_volume_along_its_own_axes():
+    x = torch.rand(12, 2, 3, 4, 5)
+    flips = torch.rand(12, 3, generator=torch.Generator().manual_seed(0)) < 0.5
+    expected = [
+        v.flip([1 + d for d in range(3) if f[d]]) if f.any() else v
+        for v, f in zip(x, flips, strict=True)
+    ]
+    assert torch.equal(flip_axes(x, flips), torch.stack(expected))
+
+
+def test_a_share_of_the_samples_is_warped_and_the_rest_only_flipped():
+    torch.manual_seed(0)
+    x = torch.rand(400, 1, 6, 7, 8)
+
+    def augment(p: float) -> torch.Tensor:
+        generators = [torch.Generator().manual_seed(i) for i in range(len(x))]
+        return random_affine(x, 0.5, 10.0, 0.1, generators, warp_probability=p)
+
+    def only_flipped(a: torch.Tensor, b: torch.Tensor) -> bool:
+        axes = itertools.product([False, True], repeat=3)
+        return any(
+            torch.equal(a, b.flip([1 + d for d in range(3) if f[d]]) if any(f) else b) for f in axes
+        )
+
+    share = [not only_flipped(a, b) for a, b in zip(augment(0.2), x, strict=True)]
+    assert 0.15 < sum(share) / len(x) < 0.25
+    assert not any(not only_flipped(a, b) for a, b in zip(augment(0.0), x, strict=True))
+    assert all(not only_flipped(a, b) for a, b in zip(augment(1.0), x, strict=True))
 
 
 def test_upper_percentile_renormalises_to_that_percentile():
