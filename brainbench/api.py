@@ -25,7 +25,7 @@ from brainbench.resolve import CONFIG_DIR, resolve_config
 from brainbench.results.leaderboard import format_table, write_reports
 from brainbench.results.record import check_writable, is_complete
 from brainbench.spec import METRICS
-from brainbench.suites import ModelEntry, load_suite
+from brainbench.suites import ModelEntry, load_suite, suite_path
 from brainbench.tasks import TaskSpec, all_tasks, get_task
 from brainbench.tasks.runs import SUBSET_KEYS, Experiment, config_digest, is_global_zero
 
@@ -102,20 +102,31 @@ def suite_plan(
     split, output_dir and trainer hardware keys (and --dataset, --debug); `models` and
     `label_fractions`, when given, replace the suite's lists.
     """
-    suite = load_suite(name)
-    everywhere = [*suite.settings, *overrides]
-    shared = [o for o in everywhere if f"{o.split('=')[0]}.".startswith(PRETRAIN_PREFIXES)]
+    suite, path = load_suite(name), suite_path(name)
     configs = pretrain_configs()
 
-    def applies(model: str, override: str) -> bool:  # brainlm has no preprocess section
+    def layer(key: str, items: Sequence[str]) -> Layer:  # errors name the suite file and key
+        return (f"suite file {path} ({key})", parse_overrides(list(items)))
+
+    def shared(model: str, items: Sequence[str]) -> list[str]:
+        """The pretraining keys of `items` that `model`'s config has (brainlm: no preprocess)."""
         config = configs.get(model)  # an unknown model: pretrain() names the valid ones
-        return config is None or override.split("=")[0].split(".")[0] in config.model_fields
+        return [
+            o
+            for o in items
+            if f"{o.split('=')[0]}.".startswith(PRETRAIN_PREFIXES)
+            and (config is None or o.split("=")[0].split(".")[0] in config.model_fields)
+        ]
 
     folders = {
         model: pretrain(
             model,
             dataset=dataset,
-            overrides=[*([] if debug else extra), *(o for o in shared if applies(model, o))],
+            overrides=shared(model, overrides),
+            extra_layers=[
+                layer(f"pretrain.{model}", [] if debug else extra),
+                layer("settings", shared(model, suite.settings)),
+            ],
             debug=debug,
             log=log,
         )
@@ -131,11 +142,15 @@ def suite_plan(
         fractions = label_fractions or entry.label_fractions
         for model in chosen[task]:
             init = [f"model.init={folders[model.init]}"] if model.init else []
-            layered = [*suite.settings, *entry.overrides, *overrides]
-            own = _own_overrides(layered, model.model, everyone)
+            own = partial(_own_overrides, model=model.model, models=everyone)
+            from_suite = [
+                layer("settings", own(suite.settings)),
+                layer(f"tasks.{task}.overrides", own(entry.overrides)),
+            ]
             experiments += plan(
                 [task], [model.model], label_fractions=fractions, dataset=dataset,
-                overrides=[*own, *init], debug=debug, config_file=config_file,
+                overrides=[*own(overrides), *init], debug=debug, config_file=config_file,
+                extra_layers=from_suite,
             )  # fmt: skip
     return experiments
 
@@ -225,6 +240,7 @@ def pretrain(
     overrides: Sequence[str] = (),
     debug: bool = False,
     config_file: Path | None = None,
+    extra_layers: Sequence[Layer] = (),
     slurm: SlurmOptions | None = None,
     log: Log = print,
 ) -> Path:
@@ -234,12 +250,13 @@ def pretrain(
     from its last checkpoint) and the submitit job is returned.
 
     Layers: --debug (the debug cohort, grid and results folder, few steps) -> --config FILE ->
-    key=value -> --dataset. Only subjects outside every task's test split are used.
+    `extra_layers` (a suite file's) -> key=value -> --dataset. Only subjects outside every
+    task's test split are used.
     """
     if slurm is not None:
         overrides = [*overrides, *cluster_overrides(slurm)]
         call = partial(pretrain, model, dataset=dataset, overrides=overrides, debug=debug,
-                       config_file=config_file)  # fmt: skip
+                       config_file=config_file, extra_layers=extra_layers)  # fmt: skip
         return submit_job(call, slurm, name=f"brainbench-pretrain-{model}", log=log)
     if model not in (configs := pretrain_configs()):
         raise unknown("pretrainable model", model, configs)
@@ -251,6 +268,7 @@ def pretrain(
         layers.append(("--debug", keep | {"max_steps": 30}))
     if config_file is not None:
         layers.append((f"config file {config_file}", load_yaml(config_file)))
+    layers += extra_layers
     layers.append(("command line", parse_overrides(list(overrides))))
     if dataset is not None:
         layers.append(("--dataset", {"data": {"dataset": dataset}}))

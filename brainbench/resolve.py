@@ -32,9 +32,11 @@ def resolve_config(
     overrides: Sequence[str] = (),
     debug: bool = False,
     config_file: Path | None = None,
+    extra_layers: Sequence[Layer] = (),
 ) -> Experiment:
     """Layer defaults -> task -> model (then the task's settings for it) -> dataset -> debug (then
-    the task's own debug) -> config file -> overrides; validate."""
+    the task's own debug) -> config file -> `extra_layers` (a suite file's) -> overrides;
+    validate."""
     spec = get_task(task)
     entry = get_model(model)
     if spec.kind not in entry.task_kinds:
@@ -56,6 +58,7 @@ def resolve_config(
             tail.append((f"--debug of task file {spec.source}", spec.debug_config))
     if config_file is not None:
         tail.append((f"config file {config_file}", load_yaml(config_file)))
+    tail += extra_layers
     tail.append(("command line", parse_overrides(list(overrides))))
     if dataset is not None:
         tail.append(("--dataset", {"data": {"dataset": dataset}}))

@@ -57,13 +57,19 @@ def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
 
 
-def load_suite(name: str) -> Suite:
-    """The suite `name` (a built-in name or a YAML path); errors name the file and the key."""
+def suite_path(name: str) -> Path:
+    """The file of suite `name`: a built-in name or a YAML path."""
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
         if name not in suite_names():
             raise unknown("suite", name, suite_names())
         path = SUITE_DIR / f"{name}.yaml"
+    return path
+
+
+def load_suite(name: str) -> Suite:
+    """The suite `name` (a built-in name or a YAML path); errors name the file and the key."""
+    path = suite_path(name)
     try:
         return Suite.model_validate(load_yaml(path))
     except ValidationError as exc:

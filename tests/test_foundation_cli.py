@@ -1,6 +1,7 @@
 """Pretrain from the CLI, then scratch vs finetune vs probe side by side on one leaderboard."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 
 from brainbench.api import resolve_config, suite_plan
 from brainbench.cli import main
+from brainbench.errors import ConfigError
 from brainbench.registry import MODELS
 from brainbench.suites import load_suite, suite_names
 
@@ -140,12 +142,12 @@ def test_builtin_suites_name_real_tasks_and_models_that_support_them(name: str):
         (
             ["run", "--suite", "SUITE"],
             "settings: [trainer.lrr=0.1]\ntasks:\n  mri/age:\n    models: [ridge]\n",
-            "unknown config key 'trainer.lrr'",
+            "unknown config key 'trainer.lrr' (from suite file SUITE (settings))",
         ),
         (
             ["run", "--suite", "SUITE"],
             "tasks:\n  mri/age:\n    models: [ridge]\n    overrides: [trainer.lrr=0.1]\n",
-            "unknown config key 'trainer.lrr'",
+            "'trainer.lrr' (from suite file SUITE (tasks.mri/age.overrides))",
         ),
     ],
 )
@@ -154,7 +156,20 @@ def test_suite_mistakes_exit_2(args, text, expected, tmp_path, capsys):
         suite = tmp_path / "bad.yaml"
         suite.write_text(text)
         args = [str(suite) if a == "SUITE" else a for a in args]
+        expected = expected.replace("SUITE", str(suite))
     assert main([*args, "--debug", f"output_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_suite_pretraining_mistake_names_the_suite_file_and_key(tmp_path: Path):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(
+        "pretrain:\n  mae3d_cnn: [mask_ratoi=0.5]\n"
+        "tasks:\n  mri/age:\n    models: [{model: mae3d_cnn, init: mae3d_cnn}]\n"
+    )
+    where = f"(from suite file {suite} (pretrain.mae3d_cnn))"
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        suite_plan(str(suite), overrides=[f"output_dir={tmp_path}"])
+    assert not (tmp_path / "pretrained").exists()
