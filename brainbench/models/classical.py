@@ -263,12 +263,6 @@ def penalty_fallback(targets: Any, kind: str, min_subjects: int = CV_MIN_SUBJECT
     return None
 
 
-def penalty_choice(targets: Any, kind: str, min_subjects: int = CV_MIN_SUBJECTS) -> str:
-    """'cv', or 'fallback: <why>' (the fit-info field saying how the penalty was chosen)."""
-    why = penalty_fallback(targets, kind, min_subjects)
-    return "cv" if why is None else f"fallback: {why}"
-
-
 def mean_fit(targets: Any, kind: str, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """(zero coefficients, intercept) predicting the training mean, or the prior P(y = 1)."""
     y = np.asarray(targets, dtype=float)
