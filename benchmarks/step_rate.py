@@ -1,0 +1,117 @@
+"""Pretraining step rate on a device: mae3d_cnn and brainlm training steps per second, peak memory.
+
+A step is a whole training step at the issue's shapes, everything on the device: for mae3d_cnn
+(batch 8, 40x48x40 volumes) the per-sample generators, augmentation, two views and masks,
+forward, masked MSE, backward and the AdamW update; for brainlm (batch 8, 300 parcels x 160
+time points) the token mask, forward, masked MSE, backward and the update. Wall time over
+`--steps` steps after `--warmup` steps, the device synchronised before each clock read; peak
+memory is torch.cuda.max_memory_allocated on a GPU, the growth of peak RSS on a CPU. The
+reference rates on one H100 before issue 15 were ~20 it/s (mae3d_cnn) and ~25 it/s (brainlm);
+the goal is 10x those.
+
+    python benchmarks/step_rate.py --device cuda
+    python benchmarks/step_rate.py --device cpu --steps 3 --warmup 1   # a check that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from collections.abc import Callable
+
+import torch
+from data_pipeline import peak_mib
+from pretrain_step import brains
+
+from brainbench.models.brainlm import BrainLM, hidden_count, random_mask
+from brainbench.models.brainlm_mae import BrainLMPretrainConfig
+from brainbench.models.mae3d_cnn import MAE3D
+from brainbench.training.augment import augment_volumes
+from brainbench.training.pretrain import PretrainConfig, resolve_crop, view_losses
+from brainbench.training.randomness import sample_generators
+
+BATCH = 8
+
+
+def mae3d_cnn_step(device: torch.device) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
+    config = PretrainConfig(preprocess={"shape": (40, 48, 40)})
+    net = MAE3D(config.model)
+    config = resolve_crop(config, net)
+    net.to(device)
+    x = brains(BATCH, (40, 48, 40)).to(device)
+    draws = itertools.count()
+
+    def loss() -> torch.Tensor:
+        generators = sample_generators(config.seed, [next(draws) for _ in range(BATCH)])
+        views = view_losses(net, augment_volumes(x, config.augment, generators), config, generators)
+        return (views[0].loss + views[1].loss) / 2
+
+    return net, loss
+
+
+def brainlm_step(device: torch.device) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
+    config = BrainLMPretrainConfig()
+    parcels, window = 300, config.window
+    coords = torch.rand(parcels, 3, generator=torch.Generator().manual_seed(0)) * 140 - 70
+    net = BrainLM(config.model, coords).to(device)
+    x = torch.randn(BATCH, parcels, window, generator=torch.Generator().manual_seed(1)).to(device)
+    tokens = parcels * (window // config.model.patch)
+    n_hidden = hidden_count(tokens, config.mask_ratio)
+
+    def loss() -> torch.Tensor:
+        mask = random_mask(BATCH, tokens, config.mask_ratio, device=device)
+        return net.masked_loss(x, mask, n_hidden)[0]
+
+    return net, loss
+
+
+def rate(name: str, device: torch.device, steps: int, warmup: int) -> None:
+    torch.manual_seed(0)
+    net, loss = {"mae3d_cnn": mae3d_cnn_step, "brainlm": brainlm_step}[name](device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    cuda = device.type == "cuda"
+    before = peak_mib()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync()
+            start = time.perf_counter()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+    sync()
+    seconds = time.perf_counter() - start
+    memory = (
+        f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+        if cuda
+        else f"peak RSS growth {peak_mib() - before:.0f} MiB"
+    )
+    print(f"{name:<10} batch {BATCH}: {steps / seconds:8.2f} steps/s   {memory}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--model", choices=["mae3d_cnn", "brainlm"], nargs="+",
+                        default=["mae3d_cnn", "brainlm"])  # fmt: skip
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(
+        f"device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    for name in args.model:
+        rate(name, device, args.steps, args.warmup)
+
+
+if __name__ == "__main__":
+    main()
