@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/mae_models.py
 	$(BIN)/python benchmarks/brainlm.py
+	$(BIN)/python benchmarks/step_rate.py
 
 clean:
 	rm -rf results .pytest_cache
