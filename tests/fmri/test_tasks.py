@@ -44,6 +44,17 @@ def test_pretrained_checkpoint(pretrained: Path, tmp_path: Path) -> None:
         load_pretrained(tmp_path)
 
 
+def test_pretraining_in_float64_saves_a_float32_checkpoint(
+    fmri: Path, tiny: list[str], tmp_path: Path
+) -> None:
+    """trainer.precision=64-true trains in float64; evaluation and the checkpoint are float32."""
+    overrides = [*tiny, "window=40", "max_steps=2", "trainer.progress_bar=false"]
+    overrides += ["trainer.precision=64-true", f"output_dir={tmp_path}"]
+    folder = api.pretrain("brainlm", debug=True, overrides=overrides, log=lambda s: None)
+    net, _ = load_pretrained(folder)
+    assert {p.dtype for p in net.parameters()} == {torch.float32}
+
+
 def test_recon_and_forecast(fmri: Path, tiny: list[str], pretrained: Path, tmp_path: Path) -> None:
     common = ["task_options.window=40", "trainer.progress_bar=false", f"output_dir={tmp_path}"]
     api.run(
