@@ -213,10 +213,15 @@ def check_same_config(out: Path, config: PretrainConfig) -> None:
         if key not in RESUMABLE and saved.get(key) != now.get(key)
     )  # fmt: skip
     if changed:
-        listed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+
+        def shown(values: dict[str, Any], key: str) -> str:
+            return repr(values[key]) if key in values else "(absent: an older brainbench)"
+
+        listed = ", ".join(f"{k}: {shown(saved, k)} -> {shown(now, k)}" for k in changed[:5])
         raise ConfigError(
             f"{out} holds a pretraining with another config ({listed}); set output_dir elsewhere "
-            "to train this one beside it, or change the settings back to resume it."
+            "to train this one beside it, or change the settings back to resume it (a setting "
+            "an older brainbench did not record cannot be: keep that folder as it is)."
         )
 
 

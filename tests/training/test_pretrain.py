@@ -97,6 +97,12 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     assert sorted(p.name for p in out.rglob("*.csv")) == logged  # and delete its logs
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
+    older = json.loads((out / "config.json").read_text())  # before a setting existed
+    del older["augment"]["warp_probability"]
+    (out / "config.json").write_text(json.dumps(older))
+    with pytest.raises(ConfigError, match=r"warp_probability: \(absent: an older brainbench\)"):
+        pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)
+
 
 def test_site_weights_draw_sites_uniformly(tmp_path) -> None:
     config = _config(tmp_path)
