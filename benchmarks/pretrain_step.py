@@ -21,11 +21,12 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 from brainbench.models.brainlm import BrainLM, hidden_count, random_mask
-from brainbench.models.brainlm_mae import BrainLMPretrainConfig, MAEModule
+from brainbench.models.brainlm_mae import BrainLMPretrainConfig
 from brainbench.models.mae3d_cnn import MAE3D
 from brainbench.training.augment import augment_volumes
 from brainbench.training.masking import masked_mse, patch_mask, two_views
@@ -62,21 +63,68 @@ def report(title: str, seconds: dict[str, float], parts: set[str]) -> None:
     print(f"{'outside fwd/bwd':<22}{outside:>9.1%}  (goal: under 10%)")
 
 
-def mae3d_cnn(args: argparse.Namespace) -> None:
-    model = {"width": args.width, "depth": args.depth}
-    config = PretrainConfig(model=model, preprocess={"shape": tuple(args.shape)})
+class Mae3dStep(NamedTuple):
+    config: PretrainConfig
+    net: MAE3D
+    x: torch.Tensor
+    loss: Callable[[], torch.Tensor]  # one step's data work and masked loss, new draw keys
+
+
+def mae3d_cnn_step(
+    width: int, depth: int, shape: tuple[int, int, int], batch: int, device: str = "cpu"
+) -> Mae3dStep:
+    """A mae3d_cnn pretraining step as MAEModule.training_step takes it, on `device`."""
+    config = PretrainConfig(model={"width": width, "depth": depth}, preprocess={"shape": shape})
     net = MAE3D(config.model)
     config = resolve_crop(config, net)
-    x, keys = brains(args.batch, tuple(args.shape)), list(range(args.batch))
-    patches = (config.local_patch, config.global_patch)
-
+    x = brains(batch, shape).to(device)
     draws = itertools.count()
 
-    def step() -> None:  # new draw keys each step, as in training
-        net.zero_grad()
-        generators = sample_generators(config.seed, [next(draws) for _ in keys])
+    def loss() -> torch.Tensor:  # new draw keys each step, as in training
+        generators = sample_generators(config.seed, [next(draws) for _ in range(batch)])
         views = view_losses(net, augment_volumes(x, config.augment, generators), config, generators)
-        ((views[0].loss + views[1].loss) / 2).backward()
+        return (views[0].loss + views[1].loss) / 2
+
+    return Mae3dStep(config, net.to(device), x, loss)
+
+
+class BrainLMStep(NamedTuple):
+    net: BrainLM
+    draw_mask: Callable[[], torch.Tensor]  # a new random token mask, as MAEModule draws one
+    masked_loss: Callable[[torch.Tensor], torch.Tensor]  # the masked loss under a mask
+
+    def loss(self) -> torch.Tensor:
+        """A training step's masked loss, under a new mask."""
+        return self.masked_loss(self.draw_mask())
+
+
+def brainlm_step(parcels: int, device: str = "cpu") -> BrainLMStep:
+    """A brainlm pretraining step at its default config (batch, window) on `device`."""
+    config = BrainLMPretrainConfig()
+    batch, window = config.trainer.batch_size, config.window
+    coords = torch.rand(parcels, 3, generator=torch.Generator().manual_seed(0)) * 140 - 70
+    net = BrainLM(config.model, coords).to(device)
+    x = torch.randn(batch, parcels, window, generator=torch.Generator().manual_seed(1)).to(device)
+    tokens = parcels * (window // config.model.patch)
+    n_hidden = hidden_count(tokens, config.mask_ratio)
+
+    def draw_mask() -> torch.Tensor:
+        return random_mask(batch, tokens, config.mask_ratio, device=device)
+
+    def loss(mask: torch.Tensor) -> torch.Tensor:
+        return net.masked_loss(x, mask, n_hidden)[0]
+
+    return BrainLMStep(net, draw_mask, loss)
+
+
+def mae3d_cnn(args: argparse.Namespace) -> None:
+    config, net, x, loss = mae3d_cnn_step(args.width, args.depth, tuple(args.shape), args.batch)
+    keys = list(range(args.batch))
+    patches = (config.local_patch, config.global_patch)
+
+    def step() -> None:
+        net.zero_grad()
+        loss().backward()
 
     def view_masks() -> list[torch.Tensor]:
         pairs = zip(views, patches, strict=True)
@@ -108,29 +156,24 @@ def mae3d_cnn(args: argparse.Namespace) -> None:
 
 
 def brainlm(args: argparse.Namespace) -> None:
-    config = BrainLMPretrainConfig()
-    parcels, window, batch = args.parcels, config.window, config.trainer.batch_size
-    coords = torch.rand(parcels, 3, generator=torch.Generator().manual_seed(0)) * 140 - 70
-    net = BrainLM(config.model, coords)
-    module = MAEModule(net, config.mask_ratio, lr=1e-3, weight_decay=0, n_steps=1)
-    x = torch.randn(batch, parcels, window, generator=torch.Generator().manual_seed(1))
-    tokens = parcels * (window // config.model.patch)
-    n_hidden = hidden_count(tokens, config.mask_ratio)
-    mask = random_mask(batch, tokens, config.mask_ratio)
+    built = brainlm_step(args.parcels)
+    mask = built.draw_mask()
 
     def step() -> None:
-        net.zero_grad()
-        module._loss(x).backward()
+        built.net.zero_grad()
+        built.loss().backward()
 
     def network() -> None:
-        net.zero_grad()
-        net.masked_loss(x, mask, n_hidden)[0].backward()
+        built.net.zero_grad()
+        built.masked_loss(mask).backward()
 
-    parts = {"mask": lambda: random_mask(batch, tokens, config.mask_ratio)}
+    parts = {"mask": built.draw_mask}
     seconds = median_seconds({"step": step, "forward + backward": network} | parts, args.steps)
+    config = BrainLMPretrainConfig()
     title = (
-        f"brainlm (default config) pretraining step: batch {batch}, {parcels} parcels x "
-        f"{window} time points, {args.threads} threads, CPU ms (median of {args.steps})"
+        f"brainlm (default config) pretraining step: batch {config.trainer.batch_size}, "
+        f"{args.parcels} parcels x {config.window} time points, {args.threads} threads, CPU ms "
+        f"(median of {args.steps})"
     )
     report(title, seconds, set(parts))
 

@@ -16,59 +16,22 @@ the goal is 10x those.
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
-from collections.abc import Callable
 
 import torch
 from data_pipeline import peak_mib
-from pretrain_step import brains
-
-from brainbench.models.brainlm import BrainLM, hidden_count, random_mask
-from brainbench.models.brainlm_mae import BrainLMPretrainConfig
-from brainbench.models.mae3d_cnn import MAE3D
-from brainbench.training.augment import augment_volumes
-from brainbench.training.pretrain import PretrainConfig, resolve_crop, view_losses
-from brainbench.training.randomness import sample_generators
+from pretrain_step import brainlm_step, mae3d_cnn_step
 
 BATCH = 8
 
 
-def mae3d_cnn_step(device: torch.device) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
-    config = PretrainConfig(preprocess={"shape": (40, 48, 40)})
-    net = MAE3D(config.model)
-    config = resolve_crop(config, net)
-    net.to(device)
-    x = brains(BATCH, (40, 48, 40)).to(device)
-    draws = itertools.count()
-
-    def loss() -> torch.Tensor:
-        generators = sample_generators(config.seed, [next(draws) for _ in range(BATCH)])
-        views = view_losses(net, augment_volumes(x, config.augment, generators), config, generators)
-        return (views[0].loss + views[1].loss) / 2
-
-    return net, loss
-
-
-def brainlm_step(device: torch.device) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
-    config = BrainLMPretrainConfig()
-    parcels, window = 300, config.window
-    coords = torch.rand(parcels, 3, generator=torch.Generator().manual_seed(0)) * 140 - 70
-    net = BrainLM(config.model, coords).to(device)
-    x = torch.randn(BATCH, parcels, window, generator=torch.Generator().manual_seed(1)).to(device)
-    tokens = parcels * (window // config.model.patch)
-    n_hidden = hidden_count(tokens, config.mask_ratio)
-
-    def loss() -> torch.Tensor:
-        mask = random_mask(BATCH, tokens, config.mask_ratio, device=device)
-        return net.masked_loss(x, mask, n_hidden)[0]
-
-    return net, loss
-
-
 def rate(name: str, device: torch.device, steps: int, warmup: int) -> None:
     torch.manual_seed(0)
-    net, loss = {"mae3d_cnn": mae3d_cnn_step, "brainlm": brainlm_step}[name](device)
+    if name == "mae3d_cnn":  # the CPU default network
+        built = mae3d_cnn_step(32, 3, (40, 48, 40), BATCH, device)
+    else:  # the default config, whose batch is BATCH
+        built = brainlm_step(300, device)
+    net, loss = built.net, built.loss
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     cuda = device.type == "cuda"
     before = peak_mib()
