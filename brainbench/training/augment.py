@@ -135,12 +135,13 @@ def random_affine(
     flips = batch_rand(n, 3, generator=generator) < flip
     angles = torch.deg2rad(_uniform((n, 3), -rotation, rotation, generator))
     zoom = _uniform((n, 3), 1 - scale, 1 + scale, generator)
-    warped = (batch_rand(n, 1, generator=generator)[:, 0] < warp_probability).nonzero()[:, 0]
-    out = flip_axes(x, flips)
-    if len(warped) and (rotation or scale):
+    warped = batch_rand(n, 1, generator=generator)[:, 0] < warp_probability
+    warped &= bool(rotation or scale)
+    out = flip_axes(x, flips & ~warped[:, None])  # a warped sample flips in its resampling
+    if warped.any():
         mirror = torch.diag_embed(1 - 2 * flips[warped].double())  # coordinate -> -coordinate
         maps = mirror @ rotation_matrices(angles[warped]) @ torch.diag_embed(1 / zoom[warped])
-        rows = warped.to(x.device)
+        rows = warped.nonzero()[:, 0].to(x.device)
         out.index_copy_(0, rows, affine_warp(x.index_select(0, rows), maps))  # out is new
     return out
 
