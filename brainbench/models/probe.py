@@ -99,15 +99,12 @@ class ProbeEstimator:
             t = np.asarray(targets, dtype=float)
             return binary_targets(t) if self.kind == "classification" else (t - y_mean) / y_scale
 
-        z, y, val_pair = (
-            (x - mean) / scale,
-            scaled(y),
-            ((x_val - mean) / scale, scaled(val.targets)),
-        )
+        z, y = (x - mean) / scale, scaled(y)
         if self.params.head == "mlp" and not penalty_fallback(y, self.kind, self._min):
             alpha, layers = self._mlp(z, y, seed)
             penalty = "cv"
         else:
+            val_pair = ((x_val - mean) / scale, scaled(val.targets))
             alpha, layers, penalty = self._linear(z, y, seed, val_pair)
         for i, (w, b) in enumerate(layers):
             self.arrays[f"w{i}"] = torch.from_numpy(np.asarray(w, dtype=np.float64))
