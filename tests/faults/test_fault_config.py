@@ -15,6 +15,10 @@ CASES = {
     "negative-cohort-seed": ([*RUN, "data.cohort_seed=-2"], "'data.cohort_seed'"),
     "seed-beyond-uint32": ([*RUN, "seeds=[4294967296]"], "'seeds.0'"),
     "negative-pretrain-seed": (["pretrain", "mae3d_cnn", "--debug", "seed=-1"], "'seed'"),
+    "warp-share-above-one": (
+        ["pretrain", "mae3d_cnn", "--debug", "augment.warp_probability=1.5"],
+        "'augment.warp_probability' (from command line)",
+    ),
     "infinite-lr": ([*RUN, "trainer.lr=inf"], "'trainer.lr' (from command line)"),
     "nan-lr": ([*RUN, "trainer.lr=.nan"], "finite number"),
     "infinite-spacing": ([*RUN, "preprocess.spacing=inf"], "'preprocess.spacing'"),
