@@ -63,7 +63,9 @@ class VolumeAugmentConfig(StrictModel):
     warp_probability: float = Field(
         0.2, ge=0, le=1, description="share of samples rotated and zoomed (nnU-Net: 0.2)"
     )
-    rotation: float = Field(10.0, ge=0, le=180, description="max rotation about each axis (deg)")
+    rotation: float = Field(
+        10.0, ge=0, le=45, description="max rotation about each axis (deg; nnU-Net: 30)"
+    )
     scale: float = Field(0.1, ge=0, lt=1, description="max zoom, 1 +/- scale per axis")
     upper_percentile: tuple[float, float] = Field(
         (98.0, 100.0), description="renormalise by a foreground percentile drawn in this range"
@@ -98,18 +100,42 @@ def rotation_matrices(angles: Tensor) -> Tensor:
 def affine_warp(x: Tensor, matrices: Tensor) -> Tensor:
     """Resample (B, C, X, Y, Z) through (B, 3, 3) voxel-space maps about the grid centre.
 
-    Output voxel v (centred, voxel units) takes the trilinear value of the input at M v; outside
-    the grid is 0. The map acts in voxel units, so rotations stay rigid on non-cubic grids.
-    One grid_sample call for the batch, on x's device.
+    Output voxel v (centred, voxel units) takes the input's value at M v; outside the grid is 0.
+    The map acts in voxel units, so rotations stay rigid on non-cubic grids. M is split as P Q:
+    P moves x and y as affine functions of (x, y, z) and keeps z, Q moves z alone. The input is
+    resampled within its z-slices through P (bilinear), then along z through Q (linear): two
+    2-D grid_sample calls, which PyTorch vectorises on a CPU, at ~half the cost of one 3-D
+    trilinear call (which it does not). The split is exact; only where the interpolation reads
+    its neighbours differs (on smooth volumes within 0.1% of trilinear, tests/training). It
+    needs |M[2, 2]| >= 0.25, which every rotation of up to 45 degrees per axis and zoom below
+    2 satisfies. The batch runs on x's device.
     """
+    if (matrices[:, 2, 2].abs() < 0.25).any():
+        raise ValueError("affine_warp needs |M[2, 2]| >= 0.25 (rotations up to 45 degrees)")
+    b, c, nx, ny, nz = x.shape
     size = torch.tensor(x.shape[2:], dtype=matrices.dtype, device=matrices.device)
-    # in grid_sample's normalised coordinates (-1 to 1 across the grid), rows ordered z, y, x
-    theta = (matrices * size / size[:, None]).flip(1).to(x.device, x.dtype)
-    grid = sum(  # theta @ (u, v, w) at every voxel, built by broadcasting (cheaper than bmm)
-        theta[:, None, None, None, :, axis] * _voxel_centres(n, x).view(-1, *[1] * (3 - axis))
-        for axis, n in enumerate(x.shape[2:])
-    )
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    theta = (matrices * size / size[:, None]).to(x.device, x.dtype)  # in normalised coordinates
+    q = theta[:, 2]  # z's source as a function of (x, y, z)
+    pz = theta[:, :2, 2] / q[:, 2:]  # P Q = theta: P's z column, then its x and y columns
+    p = torch.cat([theta[:, :2, :2] - pz[..., None] * q[:, None, :2], pz[..., None]], 2)
+    cx, cy, cz = (_voxel_centres(n, x) for n in x.shape[2:])
+
+    def source(row: Tensor, *coords: Tensor) -> Tensor:  # row (B, 3) over (x, y, z) coords
+        at = row.T[..., None, None, None]
+        return at[0] * coords[0] + at[1] * coords[1] + at[2] * coords[2]
+
+    # grid_sample's 2-D grid holds (W, H) coordinates: (y, x) within a z-slice
+    slice_grid = x.new_empty(b, nz, nx, ny, 2)
+    for i, row in enumerate((p[:, 1], p[:, 0])):  # the layout (B, Z, X, Y)
+        slice_grid[..., i] = source(row, cx[:, None], cy, cz[:, None, None])
+    slices = x.permute(0, 4, 1, 2, 3).reshape(b * nz, c, nx, ny)
+    moved = F.grid_sample(slices, slice_grid.view(b * nz, nx, ny, 2), align_corners=False)
+    # then each (x, y) line along z, as a 1 x Z image whose H coordinate stays on its one row
+    lines = moved.view(b, nz, c, nx, ny).permute(0, 3, 4, 2, 1).reshape(b * nx * ny, c, 1, nz)
+    line_grid = x.new_zeros(b, nx, ny, nz, 2)
+    line_grid[..., 0] = source(q, cx[:, None, None], cy[:, None], cz)
+    out = F.grid_sample(lines, line_grid.view(b * nx * ny, 1, nz, 2), align_corners=False)
+    return out.view(b, nx, ny, c, nz).permute(0, 3, 1, 2, 4).contiguous()
 
 
 def _voxel_centres(n: int, like: Tensor) -> Tensor:
@@ -128,15 +154,15 @@ def random_affine(
     """Random flips of each volume, and rotations and zooms of a `warp_probability` share of them.
 
     Each axis flips with probability `flip`; a warped sample also rotates by up to `rotation`
-    degrees and zooms by 1 +/- `scale` per axis, flips included in its one resampling (trilinear,
-    the costly part); the others are only flipped. The parameters are drawn per sample.
+    degrees and zooms by 1 +/- `scale` per axis, flips included in its one resampling (the
+    costly part, `affine_warp`); the others are only flipped. The parameters are drawn per
+    sample, ten numbers in one draw.
     """
-    n = len(x)
-    flips = batch_rand(n, 3, generator=generator) < flip
-    angles = torch.deg2rad(_uniform((n, 3), -rotation, rotation, generator))
-    zoom = _uniform((n, 3), 1 - scale, 1 + scale, generator)
-    warped = batch_rand(n, 1, generator=generator)[:, 0] < warp_probability
-    warped &= bool(rotation or scale)
+    u = batch_rand(len(x), 10, generator=generator, dtype=torch.float64)  # one draw per sample
+    flips = u[:, :3] < flip
+    angles = torch.deg2rad(rotation * (2 * u[:, 3:6] - 1))
+    zoom = 1 + scale * (2 * u[:, 6:9] - 1)
+    warped = (u[:, 9] < warp_probability) & bool(rotation or scale)
     out = flip_axes(x, flips & ~warped[:, None])  # a warped sample flips in its resampling
     if warped.any():
         mirror = torch.diag_embed(1 - 2 * flips[warped].double())  # coordinate -> -coordinate
@@ -170,7 +196,7 @@ def random_upper_percentile(
 
     percentile = torch.lerp(from_top(below), from_top(position.ceil()), weight)
     percentile = torch.where(count > 0, percentile, 1.0)
-    return (x / percentile.clamp_min(1e-6).to(x.dtype)[..., None, None, None]).clamp(0, 1)
+    return (x / percentile.clamp_min(1e-6).to(x.dtype)[..., None, None, None]).clamp_(0, 1)
 
 
 def augment_volumes(x: Tensor, cfg: VolumeAugmentConfig, generator: Generators = None) -> Tensor:

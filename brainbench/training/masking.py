@@ -63,7 +63,7 @@ def patch_mask(
     order = batch_rand(batch, n, generator=generator, device=device).argsort(dim=1)
     mask = torch.zeros(batch, n, dtype=torch.bool, device=device)
     mask = mask.scatter_(1, order[:, : masked_count(n, ratio)], True).view(batch, 1, *cells)
-    for dim in range(2, 2 + len(grid)):
+    for dim in reversed(range(2, 2 + len(grid))):  # innermost first: later copies are blocks
         mask = mask.repeat_interleave(patch, dim=dim)
     return mask
 

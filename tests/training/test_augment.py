@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from brainbench.training.augment import (
     VolumeAugmentConfig,
@@ -65,10 +66,32 @@ def test_affine_identity_and_quarter_turn_match_exact_resampling():
     x = torch.rand(2, 1, 6, 6, 6)
     identity = torch.eye(3).expand(2, 3, 3)
     torch.testing.assert_close(affine_warp(x, identity), x)
-    quarter = rotation_matrices(torch.tensor([[torch.pi / 2, 0.0, 0.0]] * 2, dtype=torch.float64))
+    quarter = rotation_matrices(torch.tensor([[0.0, 0.0, torch.pi / 2]] * 2, dtype=torch.float64))
     turned = affine_warp(x, quarter.round())
-    # a quarter turn about the first axis only permutes voxels: it is a rot90 of the (y, z) plane
-    assert any(torch.allclose(turned, torch.rot90(x, k, dims=(3, 4)), atol=1e-5) for k in (1, 3))
+    # a quarter turn about the third axis only permutes voxels: a rot90 of the (x, y) plane
+    assert any(torch.allclose(turned, torch.rot90(x, k, dims=(2, 3)), atol=1e-5) for k in (1, 3))
+    with pytest.raises(ValueError, match="45 degrees"):  # about the first axis: M[2, 2] = 0
+        affine_warp(x, quarter.flip(1, 2))
+
+
+def test_two_pass_warp_matches_trilinear_resampling():
+    # the reference: one trilinear 3-D grid_sample through the same map (affine_grid orders
+    # coordinates z, y, x)
+    smooth = F.avg_pool3d(F.pad(torch.rand(2, 1, 20, 24, 20), (3,) * 6, mode="replicate"), 7, 1)
+    angles = torch.deg2rad(torch.tensor([[10.0, -7.0, 5.0], [-4.0, 9.0, -10.0]]))
+    maps = (
+        torch.diag(torch.tensor([-1.0, 1.0, -1.0]))  # flips x and z
+        @ rotation_matrices(angles.double()).float()
+        @ torch.diag_embed(1 / torch.tensor([[1.1, 0.95, 1.0], [0.9, 1.0, 1.08]]))
+    )
+    size = torch.tensor(smooth.shape[2:], dtype=torch.float)
+    theta = (maps * size / size[:, None]).flip(1, 2)
+    grid = F.affine_grid(F.pad(theta, (0, 1)), list(smooth.shape), align_corners=False)
+    reference = F.grid_sample(smooth, grid, align_corners=False)
+    inner = (..., slice(3, -3), slice(3, -3), slice(3, -3))  # off the grid's cut edge
+    error = affine_warp(smooth, maps)[inner] - reference[inner]
+    assert error.pow(2).mean().sqrt() < 1e-3 * reference[inner].pow(2).mean().sqrt()
+    assert not torch.allclose(reference, smooth, atol=1e-2)  # the map moved something
 
 
 def test_non_cubic_rotation_is_rigid():
@@ -136,3 +159,5 @@ def test_upper_percentile_renormalises_to_that_percentile():
 def test_augment_config_errors():
     with pytest.raises(ValueError, match="upper_percentile"):
         VolumeAugmentConfig(upper_percentile=(99.0, 98.0))
+    with pytest.raises(ValueError, match="rotation"):  # the two-pass warp's range
+        VolumeAugmentConfig(rotation=46)
