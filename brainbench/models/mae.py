@@ -250,7 +250,7 @@ class MAEEstimator(TorchEstimator):
         if self.init is not None:
             self._check_init()  # fail before any training
             # only while fitting: `load` restores saved weights
-            self.build = partial(self._initialised, train=train, seed=seed)
+            self.build = partial(self._initialised, train=train, val=val, seed=seed)
         try:
             return super().fit(train, val, seed=seed, run_dir=run_dir) | self.report
         finally:
@@ -266,7 +266,9 @@ class MAEEstimator(TorchEstimator):
                     f"it with -m {name}."
                 )
 
-    def _initialised(self, meta: dict[str, Any], *, train: Dataset, seed: int) -> TorchModel:
+    def _initialised(
+        self, meta: dict[str, Any], *, train: Dataset, val: Dataset, seed: int
+    ) -> TorchModel:
         model = self._plain(meta)
         state = read_weights(self.init)
         if self.backbone.rename is not None:
@@ -275,17 +277,24 @@ class MAEEstimator(TorchEstimator):
         model.finetune = self.params.finetune("encoder.")
         if self.params.probe_init:
             bins = Bins(**meta["bins"]) if "bins" in meta else None
-            self.report["probe_alpha"] = probe_head(model.net, train, bins, self.params, seed)
+            alpha, penalty = probe_head(model.net, train, val, bins, self.params, seed)
+            self.report |= {"probe_alpha": alpha, "probe_penalty": penalty}
         return model
 
 
 def probe_head(
-    net: EncoderHead, train: Dataset, bins: Bins | None, params: HeadConfig, seed: int
-) -> float | None:
+    net: EncoderHead,
+    train: Dataset,
+    val: Dataset,
+    bins: Bins | None,
+    params: HeadConfig,
+    seed: int,
+) -> tuple[float | None, str]:
     """Linear probing, the first step of LP-FT (Kumar et al. 2022): the frozen encoder's
-    cross-validated ridge / logistic probe (as mae3d_probe fits it) written into the head, so
-    fine-tuning starts from the probe's predictions, not from a random head's. Returns the
-    probe's penalty (None: too few subjects, the training mean / prior).
+    cross-validated ridge / logistic probe (as mae3d_probe fits it, falling back to the training
+    mean / prior when CV cannot choose the penalty or the fit does worse on `val`) written into
+    the head, so fine-tuning starts from the probe's predictions, not from a random head's.
+    Returns the probe's penalty (None: the mean / prior) and how it was chosen.
 
     For a regression head, logits c_k y / s^2 - c_k^2 / 2 s^2 (bin centres c_k) are the log of a
     Gaussian over the bins centred on the probe's prediction y, up to a constant per sample that
@@ -295,18 +304,20 @@ def probe_head(
     """
     probe = ProbeConfig(init=Path("."))  # the probe's penalty grid, folds and fallback rule
     was_training = net.encoder.training
-    x = torch.from_numpy(embeddings(net.encoder.eval(), train, probe.batch_size))
+    x, x_val = (
+        torch.from_numpy(embeddings(net.encoder.eval(), d, probe.batch_size)) for d in (train, val)
+    )
     net.encoder.train(was_training)
     mean, var = x.mean(0), x.var(0, unbiased=False)
     net.norm.running_mean.copy_(mean)
     net.norm.running_var.copy_(var)
-    z = ((x - mean) / torch.sqrt(var + net.norm.eps)).numpy()
+    z, z_val = (((e - mean) / torch.sqrt(var + net.norm.eps)).numpy() for e in (x, x_val))
     y = np.asarray(train.targets, dtype=float)
     if bins is None:
         y = binary_targets(y)
-    alpha, coef, intercept, _ = fit_linear(
+    alpha, coef, intercept, penalty = fit_linear(
         z, y, "regression" if bins else "classification", probe.alphas(), probe.cv_folds, seed,
-        min_subjects=probe.cv_min_subjects,
+        min_subjects=probe.cv_min_subjects, val=(z_val, np.asarray(val.targets, dtype=float)),
     )  # fmt: skip
     w = torch.as_tensor(np.ravel(coef), dtype=torch.float64)
     b = float(np.ravel(intercept)[0])
@@ -322,7 +333,7 @@ def probe_head(
     with torch.no_grad():
         net.head.weight.copy_(w.reshape(net.head.weight.shape))
         net.head.bias.copy_(torch.as_tensor(b, dtype=torch.float64).reshape(net.head.bias.shape))
-    return alpha
+    return alpha, penalty
 
 
 def register_backbone(

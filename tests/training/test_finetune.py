@@ -130,7 +130,8 @@ def test_probe_head_starts_where_the_linear_probe_is(kind: str) -> None:
         bins = make_bins(y.numpy(), None, 1.0)
         net = EncoderHead(net.encoder, bins.count, dropout=0.0)
     params = HeadConfig()
-    alpha = probe_head(net, data, bins, params, seed=0)
+    alpha, penalty = probe_head(net, data, data, bins, params, seed=0)
+    assert penalty == "cv"
     net.eval()
     with torch.no_grad():
         out = net(x)
@@ -146,3 +147,22 @@ def test_probe_head_starts_where_the_linear_probe_is(kind: str) -> None:
     else:
         predicted = torch.sigmoid(out[:, 0]).numpy()
         assert np.abs(predicted - reference).max() < 0.01
+
+
+def test_probe_head_falls_back_to_the_mean_when_the_probe_fails_validation() -> None:
+    """The guard mae3d_probe has: a probe worse on the validation split than the training mean
+    starts the head at the mean (with a warning), not at the probe."""
+    torch.manual_seed(0)
+    x = torch.randn(120, 3)
+    y = 40 + 10 * (x[:, 0] - 0.5 * x[:, 1])
+    train, val = TensorDataset(x, y), TensorDataset(x, 80 - y)  # val: the opposite relation
+    train.targets, val.targets = y.numpy(), (80 - y).numpy()
+    bins = make_bins(y.numpy(), None, 1.0)
+    net = EncoderHead(LinearEncoder(), bins.count, dropout=0.0)
+    with pytest.warns(UserWarning, match="falls back to predicting the training mean"):
+        alpha, penalty = probe_head(net, train, val, bins, HeadConfig(), seed=0)
+    assert alpha is None and penalty.startswith("fallback: the penalty cross-validation chose")
+    net.eval()
+    with torch.no_grad():
+        predicted = ExpectedValue(bins)(net(x)).numpy()
+    assert np.abs(predicted - float(y.mean())).max() < 0.5  # years, on a 10-year spread
