@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/mae_models.py
 	$(BIN)/python benchmarks/brainlm.py
 	$(BIN)/python benchmarks/step_rate.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pretrain_step.py --steps 40
 
 clean:
 	rm -rf results .pytest_cache

@@ -27,11 +27,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from brainbench.models.brainlm import BrainLM, hidden_count, random_mask
 from brainbench.models.brainlm_mae import BrainLMPretrainConfig
 from brainbench.models.mae3d_cnn import MAE3D
-from brainbench.training.augment import augment_volumes
+from brainbench.training.augment import affine_warp, augment_volumes, rotation_matrices
 from brainbench.training.masking import masked_mse, patch_mask, two_views
 from brainbench.training.pretrain import PretrainConfig, resolve_crop, view_losses
 from brainbench.training.randomness import sample_generators
@@ -157,6 +158,36 @@ def mae3d_cnn(args: argparse.Namespace) -> None:
         f"threads, CPU ms (median of {args.steps})"
     )
     report(title, seconds, set(parts))
+    warp_against_trilinear(tuple(args.shape), args.steps)
+
+
+def warp_against_trilinear(shape: tuple[int, int, int], rounds: int) -> None:
+    """One volume's rotation/zoom: affine_warp against one trilinear 3-D torch grid_sample
+    through the same map (the reference; with its grid from F.affine_grid, and prebuilt)."""
+    x = brains(1, shape)
+    maps = rotation_matrices(torch.deg2rad(torch.tensor([[7.0, -4.0, 9.0]], dtype=torch.float64)))
+    maps = maps @ torch.diag(torch.tensor([1 / 1.05, 1 / 0.95, 1.0], dtype=torch.float64))
+    size = torch.tensor(shape, dtype=torch.float64)
+    theta = F.pad((maps * size / size[:, None]).flip(1, 2), (0, 1)).float()  # z, y, x order
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    seconds = median_seconds(
+        {
+            "affine_warp": lambda: affine_warp(x, maps),
+            "affine_grid + 3-D grid_sample": lambda: F.grid_sample(
+                x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False
+            ),
+            "3-D grid_sample alone": lambda: F.grid_sample(x, grid, align_corners=False),
+        },
+        rounds,
+    )
+    print(f"warp of one {shape} volume, CPU ms (median of {rounds})")
+    for name, value in seconds.items():
+        ratio = (
+            ""
+            if name == "affine_warp"
+            else f"  (affine_warp: x{seconds['affine_warp'] / value:.2f})"
+        )
+        print(f"  {name:<30}{value * 1000:>7.2f}{ratio}")
 
 
 def brainlm(args: argparse.Namespace) -> None:
