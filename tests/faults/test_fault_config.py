@@ -19,6 +19,10 @@ CASES = {
         ["pretrain", "mae3d_cnn", "--debug", "augment.warp_probability=1.5"],
         "'augment.warp_probability' (from command line)",
     ),
+    "rotation-beyond-two-pass-warp": (
+        ["pretrain", "mae3d_cnn", "--debug", "augment.rotation=60"],
+        "'augment.rotation' (from command line)",
+    ),
     "infinite-lr": ([*RUN, "trainer.lr=inf"], "'trainer.lr' (from command line)"),
     "nan-lr": ([*RUN, "trainer.lr=.nan"], "finite number"),
     "infinite-spacing": ([*RUN, "preprocess.spacing=inf"], "'preprocess.spacing'"),
