@@ -108,10 +108,14 @@ def affine_warp(x: Tensor, matrices: Tensor) -> Tensor:
     trilinear call (which it does not). The split is exact; only where the interpolation reads
     its neighbours differs (on smooth volumes within 0.1% of trilinear, tests/training). It
     needs |M[2, 2]| >= 0.25, which every rotation of up to 45 degrees per axis and zoom below
-    2 satisfies. The batch runs on x's device.
+    2 satisfies. The batch runs on x's device; half-precision volumes are sampled in float32
+    (a bfloat16 grid is off by up to 0.2% of the grid, 0.1 voxel at 48) and returned in their
+    dtype.
     """
     if (matrices[:, 2, 2].abs() < 0.25).any():
         raise ValueError("affine_warp needs |M[2, 2]| >= 0.25 (rotations up to 45 degrees)")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return affine_warp(x.float(), matrices).to(x.dtype)
     b, c, nx, ny, nz = x.shape
     size = torch.tensor(x.shape[2:], dtype=matrices.dtype, device=matrices.device)
     theta = (matrices * size / size[:, None]).to(x.device, x.dtype)  # in normalised coordinates

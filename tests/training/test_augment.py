@@ -94,6 +94,17 @@ def test_two_pass_warp_matches_trilinear_resampling():
     assert not torch.allclose(reference, smooth, atol=1e-2)  # the map moved something
 
 
+def test_half_precision_volumes_are_warped_on_a_float32_grid():
+    x = torch.rand(2, 1, 40, 48, 40)
+    maps = rotation_matrices(torch.tensor([[0.2, -0.3, 0.4]] * 2, dtype=torch.float64)).float()
+    for dtype in (torch.bfloat16, torch.float16):
+        out = affine_warp(x.to(dtype), maps)
+        assert out.dtype == dtype
+        # off only by the input's and the output's rounding, not by where the points fall
+        expected = affine_warp(x.to(dtype).float(), maps)
+        assert (out.float() - expected).abs().max() <= 2 * torch.finfo(dtype).eps
+
+
 def test_non_cubic_rotation_is_rigid():
     x = torch.zeros(1, 1, 8, 12, 16)
     x[0, 0, 4, 6, 8] = 1.0  # the centre voxel (between the grid centre voxels) stays put
