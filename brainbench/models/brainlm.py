@@ -19,7 +19,6 @@ parcels).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -76,19 +75,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, bias: Tensor | None = None, index: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, keys: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
         """Self-attention over x (B, N, width).
 
-        `index` (B, K) long: each sample's queries attend only to these of its tokens; `bias`
-        (heads, N, N), or (B, heads, N, K) with `index`, is added to the attention logits.
+        `keys` (B, N) bool limits what is attended to; `bias` (heads, N, N) is added to the
+        attention logits.
         """
         b, n, w = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        if index is not None:
-            at = index[:, None, :, None].expand(-1, self.heads, -1, k.shape[-1])
-            k, v = k.gather(2, at), v.gather(2, at)
+        allowed = None if keys is None else keys[:, None, None, :]
+        if bias is not None:
+            hidden = torch.zeros((), dtype=bias.dtype, device=bias.device)
+            if allowed is not None:
+                hidden = torch.where(allowed, hidden, float("-inf"))
+            allowed = bias[None] + hidden
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.dropout * self.training
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout * self.training
         )
         return self.proj(out.transpose(1, 2).reshape(b, n, w))
 
@@ -126,7 +128,7 @@ class AxialBlock(nn.Module):
     each time patch, then across the time patches of each parcel, then an MLP.
 
     A hidden token finds the visible tokens of the same time in one step, and a step costs
-    parcels * patches * (visible parcels + patches) instead of (parcels * patches)^2. The parcel
+    parcels * patches * (parcels + patches) instead of (parcels * patches)^2. The parcel
     attention's logits fall with distance, by -slope * mm / 10 with a fixed slope per head
     spaced geometrically (as ALiBi does over positions): BOLD correlation falls with distance,
     and heads with a slope near 0 still look brain-wide, at networks. Learned slopes stayed
@@ -146,52 +148,18 @@ class AxialBlock(nn.Module):
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = _mlp(width, mlp_ratio, dropout)
 
-    def forward(self, x: Tensor, keys: ParcelKeys) -> Tensor:
-        """`keys`: what the parcel attention of each (sample, time patch) looks at."""
+    def forward(self, x: Tensor, visible: Tensor, distance: Tensor) -> Tensor:
+        """`visible` (B, parcels, patches) bool: the tokens the parcel attention may look at;
+        `distance` (parcels, parcels) between the parcels in units of 10 mm."""
         b, p, n, w = x.shape
+        keys = visible.transpose(1, 2).reshape(b * n, p)
+        keys = keys | ~keys.any(dim=1, keepdim=True)  # a time with no visible parcel: all
+        bias = -self.slope * distance
         across = self.norm_space(x.transpose(1, 2).reshape(b * n, p, w))
-        parts = []
-        if len(keys.seen):  # the visible parcels of the time, their distances gathered
-            bias = -self.slope * keys.seen_distance
-            parts.append(self.space(across[keys.seen], bias, keys.index))
-        if len(keys.empty):  # a time with no visible parcel: all of its parcels
-            parts.append(self.space(across[keys.empty], -self.slope * keys.distance))
-        out = torch.cat(parts)[keys.inverse] if len(parts) > 1 else parts[0]
-        x = x + out.view(b, n, p, w).transpose(1, 2)
+        x = x + self.space(across, keys, bias).view(b, n, p, w).transpose(1, 2)
         along = x.reshape(b * p, n, w)
         x = x + self.time(self.norm_time(along)).view(b, p, n, w)
         return x + self.mlp(self.norm_mlp(x))
-
-
-class ParcelKeys(NamedTuple):
-    """The keys of the decoder's parcel attention, per row (sample, time patch).
-
-    A row with a visible parcel attends to its visible parcels only, gathered (its `index`
-    row, padded to the most any row has, at distance +inf so that the bias hides the padding):
-    at mask 0.75 a quarter of the parcels' keys. A row with none (a hidden last patch when
-    forecasting) attends to all of its parcels.
-    """
-
-    seen: Tensor  # (R,) long: rows with a visible parcel
-    empty: Tensor  # (E,) long: rows without
-    inverse: Tensor  # (R + E,) long: the rows' order in cat([seen, empty])
-    index: Tensor  # (R, K) long: each seen row's visible parcels first
-    seen_distance: Tensor  # (R, 1, parcels, K): query parcel to key parcel, 10 mm units
-    distance: Tensor  # (parcels, parcels) in units of 10 mm
-
-    @classmethod
-    def build(cls, visible: Tensor, distance: Tensor) -> ParcelKeys:
-        """From `visible` (B, parcels, patches) bool and `distance` (parcels, parcels)."""
-        b, p, n = visible.shape
-        rows = visible.transpose(1, 2).reshape(b * n, p)
-        count = rows.sum(dim=1)
-        n_seen, k = torch.stack([(count > 0).sum(), count.max()]).tolist()  # one host sync
-        order = (count == 0).to(torch.uint8).argsort(stable=True)
-        seen, empty = order[:n_seen], order[n_seen:]
-        index = (~rows[seen]).to(torch.uint8).argsort(dim=1, stable=True)[:, :k]
-        gathered = distance[:, index].permute(1, 0, 2)
-        gathered = gathered.masked_fill(~rows[seen].gather(1, index)[:, None], float("inf"))
-        return cls(seen, empty, order.argsort(), index, gathered[:, None], distance)
 
 
 class ParcelEmbedding(nn.Module):
@@ -337,10 +305,10 @@ class BrainLM(nn.Module):
         full.scatter_(1, keep[..., None].expand(-1, -1, y.shape[-1]), y)
         full = full + self._position(self.decoder_parcel, n, self.cfg.decoder_width)
         grid = full.view(b, p, n, -1)
+        visible = ~mask.view(b, p, n)
         distance = torch.cdist(self.coords, self.coords) / 10.0
-        keys = ParcelKeys.build(~mask.view(b, p, n), distance)
         for block in self.decoder_blocks:
-            grid = block(grid, keys)
+            grid = block(grid, visible, distance)
         return self.head(self.decoder_norm(grid))
 
     def masked_loss(

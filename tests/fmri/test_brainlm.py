@@ -7,10 +7,8 @@ import torch
 
 from brainbench.errors import DataError
 from brainbench.models.brainlm import (
-    AxialBlock,
     BrainLM,
     BrainLMConfig,
-    ParcelKeys,
     future_mask,
     random_mask,
     time_encoding,
@@ -50,42 +48,6 @@ def test_loss_is_on_hidden_patches_only() -> None:
     )
     loss.backward()
     assert net.patch_embed.weight.grad is not None
-
-
-def _dense_axial_block(block: AxialBlock, x: torch.Tensor, visible, distance) -> torch.Tensor:
-    """The block written out with attention over every parcel and the hidden ones masked."""
-    b, p, n, w = x.shape
-    heads = block.space.heads
-    keys = visible.transpose(1, 2).reshape(b * n, p)
-    keys = keys | ~keys.any(dim=1, keepdim=True)
-    rows = block.norm_space(x.transpose(1, 2).reshape(b * n, p, w))
-    q, k, v = block.space.qkv(rows).view(b * n, p, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    logits = q @ k.transpose(-1, -2) / math.sqrt(w // heads) - block.slope * distance
-    logits = logits.masked_fill(~keys[:, None, None, :], float("-inf"))
-    out = block.space.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(b * n, p, w))
-    x = x + out.view(b, n, p, w).transpose(1, 2)
-    x = x + block.time(block.norm_time(x.reshape(b * p, n, w))).view(b, p, n, w)
-    return x + block.mlp(block.norm_mlp(x))
-
-
-def test_parcel_attention_on_gathered_keys_equals_masked_dense_attention() -> None:
-    torch.manual_seed(0)
-    block, x = AxialBlock(8, 2, 2.0, 0.0), torch.randn(3, 7, 4, 8)
-    visible = torch.rand(3, 7, 4) < 0.3
-    visible[0, :, 1] = False  # a time patch with no visible parcel (forecasting)
-    visible[1, :, 2] = True  # one with all of them
-    distance = torch.cdist(*(2 * [torch.randn(7, 3) * 5]))
-    keys = ParcelKeys.build(visible, distance)
-    assert len(keys.empty) >= 1 and keys.index.shape[1] == 7
-    got = block(x, keys)
-    assert torch.allclose(got, _dense_axial_block(block, x, visible, distance), atol=1e-5)
-    visible[1, :, 2] = torch.arange(7) < 2  # at most 2 visible parcels a row: 2 keys gathered
-    visible &= torch.arange(7)[:, None] < 2
-    keys = ParcelKeys.build(visible, distance)
-    assert keys.index.shape[1] == 2
-    assert torch.allclose(
-        block(x, keys), _dense_axial_block(block, x, visible, distance), atol=1e-5
-    )
 
 
 def test_time_encoding_and_future_mask() -> None:
