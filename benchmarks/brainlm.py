@@ -83,7 +83,7 @@ def train(name: str, coords: np.ndarray, args: argparse.Namespace) -> dict:
     import torch
     import transformers  # noqa: F401  (imported before the baseline)
 
-    from brainbench.models.brainlm import BrainLM, BrainLMConfig, random_mask
+    from brainbench.models.brainlm import BrainLM, BrainLMConfig, hidden_count, random_mask
     from brainbench.models.brainlm_vitmae import vitmae_image
 
     torch.set_num_threads(args.threads)
@@ -92,7 +92,7 @@ def train(name: str, coords: np.ndarray, args: argparse.Namespace) -> dict:
     cfg = BrainLMConfig(patch=args.patch, width=args.width, depth=args.depth, heads=args.heads)
     x = torch.randn(args.batch, args.parcels, args.window)
     n_tokens = args.parcels * (args.window // args.patch)
-    encoded = n_tokens - round(MASK_RATIO * n_tokens)
+    encoded = n_tokens - hidden_count(n_tokens, MASK_RATIO)  # what random_mask keeps
     if name == "brainlm":
         net = BrainLM(cfg, torch.as_tensor(coords))
 
