@@ -67,7 +67,7 @@ def write_inputs(folder: Path, n: int) -> tuple[dict[Path, str], dict[Path, nib.
             nib.save(nib.Nifti1Image(np.asarray(data, np.float32), affine), path)
             kinds[path] = kind
             if kind in labels:
-                truth[path] = nib.Nifti1Image(labels[kind].labels, labels[kind].affine)
+                truth[path] = nib.Nifti1Image(labels[kind].labels, labels[kind].label_affine)
     mni152 = Path(nib.__file__).parents[1] / "nilearn" / "datasets" / "data"
     kinds[mni152 / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"] = "nilearn MNI152 T1w"
     return kinds, truth

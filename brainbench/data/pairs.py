@@ -1,9 +1,9 @@
 """A torch Dataset of (input volumes, target volume) pairs for voxel-wise tasks, read lazily.
 
-Inputs are preprocessed as in VolumeDataset. The target is a label map ('seg': nearest
-neighbour, integer labels) or another image (e.g. 'T2w', scaled to [0, 1]); either way it is
-sampled on the grid of the first input modality (cropped like it), so input and target align
-voxel for voxel.
+Inputs are preprocessed as in VolumeDataset. The target is a label map ('seg': interpolated per
+label, integer labels; on the image's grid or a finer one covering the same field of view) or
+another image (e.g. 'T2w', scaled to [0, 1]); either way it is sampled on the grid of the first
+input modality (cropped like it), so input and target align voxel for voxel.
 """
 
 from __future__ import annotations
@@ -25,12 +25,20 @@ from brainbench.data.records import SubjectRecord
 from brainbench.errors import DataError
 
 
-def _shape(path: Path) -> tuple[int, ...]:
-    """The spatial shape in a NIfTI header (the data is not read)."""
+def _uncovered_mm(label: Path, image: Path) -> float:
+    """How far (mm) the image's field of view reaches beyond the label map's (headers only)."""
     try:
-        return tuple(nib.load(path).shape[:3])
+        label_img, image_img = nib.load(label), nib.load(image)
     except (OSError, ImageFileError) as exc:
-        raise DataError(f"image {path} cannot be read ({exc}); replace the file.") from None
+        raise DataError(f"{label} or {image} cannot be read ({exc}); replace the file.") from None
+    edges = [[-0.5, n - 0.5] for n in image_img.shape[:3]]
+    corners = np.array(np.meshgrid(*edges, indexing="ij")).reshape(3, -1).T
+    to_label = np.linalg.inv(label_img.affine) @ image_img.affine
+    index = nib.affines.apply_affine(to_label, corners)
+    size = np.array(label_img.shape[:3])
+    beyond = np.maximum(np.maximum(-0.5 - index, index - (size - 0.5)), 0.0)
+    zooms = np.sqrt((label_img.affine[:3, :3] ** 2).sum(axis=0))
+    return float((beyond * zooms).max())
 
 
 class PairDataset(VolumeDataset):
@@ -64,10 +72,12 @@ class PairDataset(VolumeDataset):
                 )
             if self.is_label:
                 label, image = record.images[target], record.images[inputs[0]]
-                if _shape(label) != _shape(image):
+                uncovered = _uncovered_mm(label, image)
+                if uncovered > 0.5 * min(nib.load(image).header.get_zooms()[:3]):
                     raise DataError(
-                        f"label map {label} has shape {_shape(label)} but its image {image} has "
-                        f"{_shape(image)}; resample the labels onto the image grid."
+                        f"label map {label} does not cover the field of view of its image {image} "
+                        f"(by up to {uncovered:.1f} mm); give labels on the image's grid or on a "
+                        "finer grid over the same field of view."
                     )
 
     def reference(self, i: int, rendering: int = 0) -> Path:

@@ -31,8 +31,8 @@ from brainbench.progress import track
 from brainbench.stages import STAGES
 
 # 3: sex differences calibrated (brain volume by age, subcortical d); 4: brain masks, MNI-space
-# T1w, lateral-ventricle labels
-GENERATOR_VERSION = "4"
+# T1w, lateral-ventricle labels; 5: label maps on voxels of at most 2 mm (render.LABEL_MM)
+GENERATOR_VERSION = "5"
 MNI_SPACE = "MNI152NLin2009cAsym"
 PREPROC = Path("derivatives") / "preproc"  # brain masks and MNI renderings, fMRIPrep's names
 MARKER = Path("derivatives") / "brainbench_synth.json"
@@ -156,11 +156,11 @@ def make_subject(root: Path, seed: int, grid: int, row: dict) -> tuple[dict, dic
         write_nifti(root / sub / folder / f"{sub}_{modality}.nii.gz", image, scan.affine)
     anat = Path(sub) / "anat"
     labels = root / "derivatives" / "labels" / anat / f"{sub}_dseg.nii.gz"
-    write_nifti(labels, scan.labels, scan.affine)
+    write_nifti(labels, scan.labels, scan.label_affine)
     mask = root / PREPROC / anat / f"{sub}_desc-brain_mask.nii.gz"
     write_nifti(mask, scan.brain_mask, scan.affine)
     mni = render.render(
-        template, site, grid, age, latents, stream(seed, "mni-image", index), space="mni"
+        template, site, grid, age, latents, stream(seed, "mni-image", index), "mni", False
     )
     prefix = root / PREPROC / anat / f"{sub}_space-{MNI_SPACE}"
     write_nifti(Path(f"{prefix}_T1w.nii.gz"), mni.images["T1w"], mni.affine)
