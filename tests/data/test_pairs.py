@@ -74,6 +74,23 @@ def test_label_outside_range_names_the_file(records, tmp_path) -> None:
         pairs.warm()
 
 
+def test_labels_on_a_finer_grid_give_the_same_target(records, tmp_path) -> None:
+    """A label map split into 2x2x2 voxels over the same field of view (as FreeSurfer's aseg is
+    finer than a coarse scan) is accepted and gives the target of the original."""
+    raw = nib.load(records[0].images["seg"])
+    data = np.asanyarray(raw.dataobj)
+    finer = data.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+    affine = raw.affine.copy()
+    affine[:3, :3] /= 2
+    affine[:3, 3] -= raw.affine[:3, :3] @ np.full(3, 0.25)
+    fine = _with_label(records[0], tmp_path / "fine_dseg.nii.gz", finer, affine)
+    target = _pairs(records[:1], tmp_path / "a").target_volume(0)
+    other = _pairs([fine], tmp_path / "b").target_volume(0)
+    labelled = target > 0
+    assert labelled.sum() > 20 and abs(int((other > 0).sum()) - int(labelled.sum())) <= 3
+    assert np.mean(other[labelled] == target[labelled]) > 0.9
+
+
 def test_label_of_another_shape_names_the_file(records, tmp_path) -> None:
     raw = nib.load(records[0].images["seg"])
     data = np.asanyarray(raw.dataobj)[:-2]
