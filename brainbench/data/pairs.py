@@ -25,8 +25,9 @@ from brainbench.data.records import SubjectRecord
 from brainbench.errors import DataError
 
 
-def _uncovered_mm(label: Path, image: Path) -> float:
-    """How far (mm) the image's field of view reaches beyond the label map's (headers only)."""
+def _uncovered_mm(label: Path, image: Path) -> tuple[float, float]:
+    """How far (mm) the image's field of view reaches beyond the label map's, and the image's
+    smallest voxel size (mm); headers only."""
     try:
         label_img, image_img = nib.load(label), nib.load(image)
     except (OSError, ImageFileError) as exc:
@@ -37,8 +38,8 @@ def _uncovered_mm(label: Path, image: Path) -> float:
     index = nib.affines.apply_affine(to_label, corners)
     size = np.array(label_img.shape[:3])
     beyond = np.maximum(np.maximum(-0.5 - index, index - (size - 0.5)), 0.0)
-    zooms = np.sqrt((label_img.affine[:3, :3] ** 2).sum(axis=0))
-    return float((beyond * zooms).max())
+    uncovered = (beyond * nib.affines.voxel_sizes(label_img.affine)).max()
+    return float(uncovered), float(nib.affines.voxel_sizes(image_img.affine).min())
 
 
 class PairDataset(VolumeDataset):
@@ -72,8 +73,8 @@ class PairDataset(VolumeDataset):
                 )
             if self.is_label:
                 label, image = record.images[target], record.images[inputs[0]]
-                uncovered = _uncovered_mm(label, image)
-                if uncovered > 0.5 * min(nib.load(image).header.get_zooms()[:3]):
+                uncovered, voxel = _uncovered_mm(label, image)
+                if uncovered > 0.5 * voxel:
                     raise DataError(
                         f"label map {label} does not cover the field of view of its image {image} "
                         f"(by up to {uncovered:.1f} mm); give labels on the image's grid or on a "

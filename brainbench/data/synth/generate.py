@@ -160,8 +160,9 @@ def make_subject(root: Path, seed: int, grid: int, row: dict) -> tuple[dict, dic
     mask = root / PREPROC / anat / f"{sub}_desc-brain_mask.nii.gz"
     write_nifti(mask, scan.brain_mask, scan.affine)
     mni = render.render(
-        template, site, grid, age, latents, stream(seed, "mni-image", index), "mni", False
-    )
+        template, site, grid, age, latents, stream(seed, "mni-image", index),
+        space="mni", with_labels=False,
+    )  # fmt: skip
     prefix = root / PREPROC / anat / f"{sub}_space-{MNI_SPACE}"
     write_nifti(Path(f"{prefix}_T1w.nii.gz"), mni.images["T1w"], mni.affine)
     write_nifti(Path(f"{prefix}_desc-brain_mask.nii.gz"), mni.brain_mask, mni.affine)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from scipy.special import expit, ndtri
@@ -237,8 +238,7 @@ def _structures(
 def label_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[int, np.ndarray, tuple]:
     """The label map's grid: the image's field of view cut into voxels of at most LABEL_MM,
     `factor` per image voxel along each axis; returns factor, affine and shape."""
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    factor = max(1, int(np.ceil(zooms.max() / LABEL_MM - 1e-6)))
+    factor = max(1, int(np.ceil(nib.affines.voxel_sizes(affine).max() / LABEL_MM - 1e-6)))
     fine = affine.copy()
     fine[:3, :3] = affine[:3, :3] / factor
     fine[:3, 3] = affine[:3, 3] + affine[:3, :3] @ np.full(3, (1.0 / factor - 1.0) / 2.0)
@@ -249,7 +249,6 @@ def _labels(
     template: Template,
     coords: np.ndarray,
     affine: np.ndarray,
-    to_template: np.ndarray,
     latents: dict[str, float],
     brain: np.ndarray,
     present: np.ndarray,
@@ -384,7 +383,7 @@ def render(
         present = (vent * brain).reshape(-1) > LABEL_SHARE
         present[box] |= deep.max(axis=0) > LABEL_SHARE
         labels, label_affine = _labels(
-            template, coords, affine, to_template, latents, brain, present.reshape(shape)
+            template, coords, affine, latents, brain, present.reshape(shape)
         )
     edge = latents["extra_csf_mm"] * rng.uniform(*MASK_CSF_SHARE)
     mask = distance < edge + MASK_WANDER_MM * smooth_field(rng, shape, 6)
