@@ -48,6 +48,13 @@ class SFCNConfig(StrictModel):
         "None = the training target range / 48",
     )
     sigma: float = Field(1.0, gt=0, description="regression: soft-label std, in bin widths")
+    log_offset: float | None = Field(
+        None,
+        gt=0,
+        description="regression: equal-width bins in log(target + log_offset), not in the "
+        "target, so that they are finer where the target is small (mri/age: 0.77 years, so "
+        "that they follow post-menstrual age and widen with it); bin_width is then in log units",
+    )
     augment: bool = Field(
         False, description="random shifts of up to 2 voxels and left-right mirroring (the paper's)"
     )
@@ -108,11 +115,19 @@ class SFCN(nn.Module):
 
 @dataclass(frozen=True)
 class Bins:
-    """Equal-width output bins of the regression head."""
+    """Equal-width output bins of the regression head, on the target's axis or, with
+    `log_offset`, on log(target + log_offset); `start`, `width`, edges and centres are on it."""
 
     start: float
     width: float
     count: int
+    log_offset: float | None = None
+
+    def axis(self, y: Tensor) -> Tensor:
+        """Targets on the bins' axis (below the first edge: at it)."""
+        if self.log_offset is None:
+            return y
+        return torch.log(y.clamp(min=math.exp(self.start) - self.log_offset) + self.log_offset)
 
     def edges(self, device: torch.device | None = None) -> Tensor:
         steps = torch.arange(self.count + 1, dtype=torch.float64, device=device)
@@ -121,9 +136,24 @@ class Bins:
     def centres(self) -> Tensor:
         return self.start + self.width * (torch.arange(self.count, dtype=torch.float64) + 0.5)
 
+    def values(self) -> Tensor:
+        """The bin centres in target units."""
+        centres = self.centres()
+        return centres if self.log_offset is None else centres.exp() - self.log_offset
 
-def make_bins(targets: np.ndarray, bin_width: float | None, sigma: float) -> Bins:
-    """Bins over the training target range plus a margin of 5% and 3 soft-label sigmas."""
+
+def make_bins(
+    targets: np.ndarray, bin_width: float | None, sigma: float, log_offset: float | None = None
+) -> Bins:
+    """Bins over the training target range plus a margin of 5% and 3 soft-label sigmas, on the
+    target's axis or on log(target + log_offset)."""
+    if log_offset is not None:
+        if np.min(targets) + log_offset <= 0:
+            raise ConfigError(
+                f"model.log_offset={log_offset:g} is too small: the training targets go down "
+                f"to {np.min(targets):g}; log_offset must exceed {-np.min(targets):g}."
+            )
+        targets = np.log(np.asarray(targets, dtype=float) + log_offset)
     low, high = float(np.min(targets)), float(np.max(targets))
     span = high - low or 1.0
     width = bin_width or span / 48
@@ -134,13 +164,13 @@ def make_bins(targets: np.ndarray, bin_width: float | None, sigma: float) -> Bin
             f"model.bin_width={bin_width} gives {count} bins over the target range "
             f"[{low:g}, {high:g}]; use a larger bin_width (at most {MAX_BINS} bins)."
         )
-    return Bins(low - margin, width, count)
+    return Bins(low - margin, width, count, log_offset)
 
 
 def soft_labels(y: Tensor, bins: Bins, sigma: float) -> Tensor:
     """Gaussian soft labels: the probability mass of N(y, (sigma * width)^2) in each bin."""
     edges = bins.edges(y.device)
-    y = y.double().clamp(bins.start, bins.start + bins.width * bins.count)  # the outer edges
+    y = bins.axis(y.double()).clamp(bins.start, bins.start + bins.width * bins.count)
     cdf = 0.5 * (1 + torch.erf((edges - y[:, None]) / (sigma * bins.width * math.sqrt(2))))
     mass = cdf[:, 1:] - cdf[:, :-1]
     return (mass / mass.sum(dim=1, keepdim=True)).float()
@@ -159,10 +189,10 @@ class SoftLabelLoss:
 
 
 class ExpectedValue:
-    """The prediction of a soft-classification head: the expected bin centre."""
+    """The prediction of a soft-classification head: the expected bin centre, in target units."""
 
     def __init__(self, bins: Bins) -> None:
-        self.centres = bins.centres().float()
+        self.centres = bins.values().float()
 
     def __call__(self, logits: Tensor) -> Tensor:
         probs = F.softmax(logits.float(), dim=1)
@@ -184,7 +214,7 @@ def target_setup(params: SFCNConfig, task: TaskSpec, train: Dataset) -> dict[str
     meta: dict[str, Any] = {"in_shape": list(x.shape)}
     targets = np.asarray(train.targets, dtype=float)
     if task.kind == "regression":
-        meta["bins"] = asdict(make_bins(targets, params.bin_width, params.sigma))
+        meta["bins"] = asdict(make_bins(targets, params.bin_width, params.sigma, params.log_offset))
     else:
         binary_targets(targets)
     return meta
