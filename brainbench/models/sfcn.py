@@ -3,8 +3,9 @@
 "Accurate brain age prediction with lightweight deep neural networks", Medical Image Analysis 68.
 Blocks of Conv3d 3x3x3 + BatchNorm + MaxPool(2) + ReLU, a last 1x1x1 block without pooling,
 global average pooling, dropout and a 1x1x1 conv to the outputs. Regression uses the paper's
-soft classification: the target range is cut into bins, the loss is the KL divergence to a
-Gaussian soft label, the prediction is the expected bin centre. Classification uses one logit.
+soft classification: the target range is cut into bins (equal in the target or, with
+`log_offset`, in its log), the loss is the KL divergence to a Gaussian soft label, the
+prediction is the expected bin centre. Classification uses one logit.
 """
 
 from __future__ import annotations

@@ -44,3 +44,13 @@ def test_refused_with_exit_2(tmp_path, capsys, case):
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_log_bins_below_the_youngest_age_are_refused_without_a_record(tmp_path, capsys):
+    """The debug cohort holds fetuses (age -0.3): log(age + 0.1) has no value for them."""
+    out = tmp_path / "results"
+    args = ["mri", "age", "--debug", "-m", "sfcn", "model.log_offset=0.1", "seeds=[33]"]
+    assert main([*args, f"output_dir={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "model.log_offset=0.1 is too small" in err and "Traceback" not in err
+    assert not (out / "runs").exists()
