@@ -53,7 +53,7 @@ class SFCNConfig(StrictModel):
         None,
         gt=0,
         description="regression: equal-width bins in log(target + log_offset), not in the "
-        "target, so that they are finer where the target is small (mri/age: 0.77 years, so "
+        "target, so that they are finer where the target is small (age in years: 0.769, so "
         "that they follow post-menstrual age and widen with it); bin_width is then in log units",
     )
     augment: bool = Field(
