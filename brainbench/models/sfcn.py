@@ -210,12 +210,15 @@ def logit_probability(logits: Tensor) -> Tensor:
     return torch.sigmoid(logits[:, 0].float())
 
 
-def target_setup(params: SFCNConfig, task: TaskSpec, train: Dataset) -> dict[str, Any]:
+def target_setup(
+    params: StrictModel, task: TaskSpec, train: Dataset, *, log_offset: float | None = None
+) -> dict[str, Any]:
+    """The input shape and, for regression, the bins (`params.bin_width`, `params.sigma`)."""
     x, _ = train[0]
     meta: dict[str, Any] = {"in_shape": list(x.shape)}
     targets = np.asarray(train.targets, dtype=float)
     if task.kind == "regression":
-        meta["bins"] = asdict(make_bins(targets, params.bin_width, params.sigma, params.log_offset))
+        meta["bins"] = asdict(make_bins(targets, params.bin_width, params.sigma, log_offset))
     else:
         binary_targets(targets)
     return meta
@@ -249,5 +252,7 @@ def _build(params: SFCNConfig, task: TaskSpec, meta: dict[str, Any]) -> TorchMod
 def build_sfcn(params: SFCNConfig, *, task: TaskSpec, trainer: TrainerConfig) -> TorchEstimator:
     """An SFCN estimator for `task` (regression: soft-label bins; classification: one logit)."""
     return TorchEstimator(
-        partial(target_setup, params, task), partial(_build, params, task), trainer
+        partial(target_setup, params, task, log_offset=params.log_offset),
+        partial(_build, params, task),
+        trainer,
     )
