@@ -126,9 +126,14 @@ def test_classification_head(volumes, spec, quick_trainer, tmp_path) -> None:
     assert prob.shape == (16,) and ((prob >= 0) & (prob <= 1)).all()
 
 
-def test_save_reloads_identical_predictions(volumes, spec, quick_trainer, tmp_path) -> None:
+@pytest.mark.parametrize("log_offset", [None, 0.769])
+def test_save_reloads_identical_predictions(
+    log_offset, volumes, spec, quick_trainer, tmp_path
+) -> None:
+    """The bins, log axis included, travel in the weights file's metadata."""
     train, val = volumes(24, seed=1), volumes(12, seed=2)
-    model = build_sfcn(SMALL, task=spec(), trainer=quick_trainer)
+    params = SMALL.model_copy(update={"log_offset": log_offset})
+    model = build_sfcn(params, task=spec(), trainer=quick_trainer)
     model.fit(train, val, seed=33, run_dir=tmp_path)
     model.save(tmp_path / "model.safetensors")
     fresh = build_sfcn(SMALL, task=spec(), trainer=quick_trainer)
