@@ -90,7 +90,7 @@ def border_cut(img: nib.spatialimages.SpatialImage) -> float:
 
 def voxel_mm(img: nib.spatialimages.SpatialImage) -> float:
     """The largest voxel dimension (mm)."""
-    return float(np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)).max())
+    return float(nib.affines.voxel_sizes(img.affine).max())
 
 
 @dataclass

@@ -68,7 +68,7 @@ def _resample(
     matrix = inverse[:3, :3] * cfg.spacing
     offset = inverse[:3, :3] @ (centre - cfg.spacing * (shape - 1) / 2) + inverse[:3, 3]
     data = np.asanyarray(img.dataobj)
-    zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    zooms = nib.affines.voxel_sizes(img.affine)
     sigma = np.maximum(0.0, (cfg.spacing / zooms - 1) / 2)
     # only the input block the grid touches (plus the filter's reach) is filtered and sampled
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
