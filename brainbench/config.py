@@ -103,7 +103,12 @@ class SplitConfig(StrictModel):
 
 
 class TrainerConfig(StrictModel):
-    max_epochs: int = Field(40, ge=1)
+    max_epochs: int | list[int] = Field(
+        40,
+        description="epochs; a list, e.g. [12, 20, 50], trains a run once per budget and keeps "
+        "the one with the lowest validation loss (each model's budget chosen on the validation "
+        "split)",
+    )
     batch_size: int = Field(
         16, ge=1, description="effective batch: split over devices x nodes x accumulation steps"
     )
@@ -127,6 +132,22 @@ class TrainerConfig(StrictModel):
     accumulate_grad_batches: int = Field(1, ge=1, description="micro-batches per optimizer step")
     num_workers: int = Field(0, ge=0)
     progress_bar: bool = True
+
+    @field_validator("max_epochs", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(type(v) is int and v >= 1 for v in values):
+            raise ValueError(
+                f"{value!r} is not a number of epochs >= 1 or a non-empty list of them "
+                "(e.g. 20, or [12, 20, 50] to keep the budget with the lowest validation loss)"
+            )
+        return value
+
+    def budgets(self) -> list[TrainerConfig]:
+        """One trainer per epoch budget of `max_epochs` (one, unless it is a list)."""
+        epochs = self.max_epochs if isinstance(self.max_epochs, list) else [self.max_epochs]
+        return [self.model_copy(update={"max_epochs": e}) for e in dict.fromkeys(epochs)]
 
 
 class ExperimentConfig(StrictModel):

@@ -8,6 +8,7 @@ per seed, time it, and write one atomic run record per seed. Only global rank 0 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import time
@@ -32,7 +33,7 @@ from brainbench.data.splits import (
     split_file,
 )
 from brainbench.data.subsets import in_stages, label_subset
-from brainbench.errors import DataError
+from brainbench.errors import ConfigError, DataError
 from brainbench.owners import owner_tag, remove_dead
 from brainbench.registry import get_model
 from brainbench.results.record import (
@@ -134,6 +135,18 @@ def label_budget(config: ExperimentConfig) -> TrainerConfig:
     return trainer.model_copy(update={"epoch_passes": 1.0 / min(config.label_fraction, 1.0)})
 
 
+def budget_loss(info: dict[str, Any], n_budgets: int) -> float:
+    """The validation loss by which a fit competes with the other epoch budgets of its run."""
+    loss = float(info.get("best_val_loss", math.nan))
+    if n_budgets > 1 and not math.isfinite(loss):
+        raise ConfigError(
+            f"trainer.max_epochs lists {n_budgets} budgets, to keep the one with the lowest "
+            f"validation loss, but a fit reported a validation loss of {loss}; give a single "
+            "number of epochs (e.g. trainer.max_epochs=20)."
+        )
+    return loss
+
+
 def subset_tag(config: ExperimentConfig) -> str:
     """The run-folder suffix of a label fraction or stage restriction ('' for none)."""
     tag = "" if config.label_fraction == 1.0 else f"_labels{config.label_fraction:g}"
@@ -207,14 +220,28 @@ def run_seeds(
             continue
         log(f"  {config.model_name} seed {seed}: fitting")
         start = time.perf_counter()
-        estimator = entry.build(experiment.params, task=spec, trainer=label_budget(config))
         work_root = config.output_dir / ".work"
         work_root.mkdir(parents=True, exist_ok=True)
         remove_dead(work_root, "")  # scratch folders of runs that were killed
-        if isinstance(datasets["train"], VolumeDataset):
-            datasets["train"].reseed(seed)  # its renderings drawn alike whatever ran before
-        with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{owner_tag()}.") as work:
-            info = estimator.fit(datasets["train"], datasets["val"], seed=seed, run_dir=Path(work))
+        budgets = label_budget(config).budgets()
+        if entry.kind != "torch":
+            budgets = budgets[:1]  # epochs mean nothing to it
+        losses: dict[int, float] = {}  # validation loss per epoch budget
+        for trainer in budgets:
+            fitted = entry.build(experiment.params, task=spec, trainer=trainer)
+            if isinstance(datasets["train"], VolumeDataset):
+                datasets["train"].reseed(seed)  # its renderings drawn alike whatever ran before
+            with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{owner_tag()}.") as work:
+                fit_info = fitted.fit(
+                    datasets["train"], datasets["val"], seed=seed, run_dir=Path(work)
+                )
+            loss = budget_loss(fit_info, len(budgets))
+            if not losses or loss < min(losses.values()):  # the best budget so far
+                estimator, info = fitted, fit_info
+            losses[trainer.max_epochs] = loss
+        if len(losses) > 1:
+            chosen = min(losses, key=losses.__getitem__)
+            info = info | {"max_epochs": chosen, "epoch_budgets": losses}
         if not rank_zero:
             continue
         fit_s = time.perf_counter() - start
