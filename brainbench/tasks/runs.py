@@ -2,7 +2,9 @@
 
 A runner (tasks/supervised.py for scalar targets, tasks/voxelwise.py for volumes) prepares its
 datasets and scores a fitted estimator on the test split; `run_seeds` does the rest: fit once
-per seed, time it, and write one atomic run record per seed. Only global rank 0 writes.
+per seed (once per epoch budget when trainer.max_epochs lists several, keeping the fit with the
+lowest validation loss), time it, and write one atomic run record per seed. Only global rank 0
+writes.
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ def is_global_zero() -> bool:
 def run_seeds(
     experiment: Experiment, datasets: dict[str, Any], evaluate: Evaluate, *, force: bool, log
 ) -> list[Path]:
-    """Fit and score the model once per seed; write one run record per seed."""
+    """Fit (per epoch budget, the best on validation kept) and score the model once per seed;
+    write one run record per seed."""
     config, spec = experiment.config, experiment.spec
     entry = get_model(config.model_name)
     # no datasets: every run is complete already; an empty training split: too few subjects
