@@ -149,6 +149,33 @@ def budget_loss(info: dict[str, Any], n_budgets: int) -> float:
     return loss
 
 
+def fit_best_budget(
+    experiment: Experiment, datasets: dict[str, Any], seed: int, work_root: Path
+) -> tuple[Any, dict[str, Any]]:
+    """The estimator fitted for `seed` and its fit info: once per epoch budget of the trainer
+    (TrainerConfig.budgets), keeping the fit with the lowest validation loss (the earlier on a
+    tie); with several budgets the info adds the chosen `max_epochs` and every budget's loss."""
+    config, entry = experiment.config, get_model(experiment.config.model_name)
+    budgets = label_budget(config).budgets()
+    if entry.kind != "torch":
+        budgets = budgets[:1]  # epochs mean nothing to it
+    losses: dict[int, float] = {}  # validation loss per epoch budget
+    for trainer in budgets:
+        fitted = entry.build(experiment.params, task=experiment.spec, trainer=trainer)
+        if isinstance(datasets["train"], VolumeDataset):
+            datasets["train"].reseed(seed)  # its renderings drawn alike whatever ran before
+        with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{owner_tag()}.") as work:
+            fit_info = fitted.fit(datasets["train"], datasets["val"], seed=seed, run_dir=Path(work))
+        loss = budget_loss(fit_info, len(budgets))
+        if not losses or loss < min(losses.values()):  # the best budget so far
+            best, chosen = (fitted, fit_info), trainer.max_epochs
+        losses[trainer.max_epochs] = loss
+    if len(losses) == 1:
+        return best
+    estimator, info = best
+    return estimator, info | {"max_epochs": chosen, "epoch_budgets": losses}
+
+
 def subset_tag(config: ExperimentConfig) -> str:
     """The run-folder suffix of a label fraction or stage restriction ('' for none)."""
     tag = "" if config.label_fraction == 1.0 else f"_labels{config.label_fraction:g}"
@@ -226,25 +253,7 @@ def run_seeds(
         work_root = config.output_dir / ".work"
         work_root.mkdir(parents=True, exist_ok=True)
         remove_dead(work_root, "")  # scratch folders of runs that were killed
-        budgets = label_budget(config).budgets()
-        if entry.kind != "torch":
-            budgets = budgets[:1]  # epochs mean nothing to it
-        losses: dict[int, float] = {}  # validation loss per epoch budget
-        for trainer in budgets:
-            fitted = entry.build(experiment.params, task=spec, trainer=trainer)
-            if isinstance(datasets["train"], VolumeDataset):
-                datasets["train"].reseed(seed)  # its renderings drawn alike whatever ran before
-            with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{owner_tag()}.") as work:
-                fit_info = fitted.fit(
-                    datasets["train"], datasets["val"], seed=seed, run_dir=Path(work)
-                )
-            loss = budget_loss(fit_info, len(budgets))
-            if not losses or loss < min(losses.values()):  # the best budget so far
-                estimator, info = fitted, fit_info
-            losses[trainer.max_epochs] = loss
-        if len(losses) > 1:
-            chosen = min(losses, key=losses.__getitem__)
-            info = info | {"max_epochs": chosen, "epoch_budgets": losses}
+        estimator, info = fit_best_budget(experiment, datasets, seed, work_root)
         if not rank_zero:
             continue
         fit_s = time.perf_counter() - start
