@@ -1,8 +1,9 @@
-"""Sex differences of the synthetic cohort's measured volumes on a large sample, beside the
-published values (the calibration behind docs/synthetic_sex_differences.md).
+"""Sex differences and development of the synthetic cohort's measured volumes on a large sample,
+beside the published values (the calibration behind docs/synthetic_sex_differences.md and
+docs/synthetic_development.md).
 
 Renders N subjects aged 1-90 (half uniform, half log-uniform in age) at one site and grid 64,
-without writing images, and prints brainbench.data.synth.structural_stats's table:
+without writing images, and prints brainbench.data.synth.structural_stats's two tables:
 
     python benchmarks/synth_sex_differences.py --subjects 800
 """
@@ -18,7 +19,11 @@ import pandas as pd
 from brainbench.data.synth import generate as gen
 from brainbench.data.synth import render
 from brainbench.data.synth.anatomy import load_template
-from brainbench.data.synth.structural_stats import format_table, sex_statistics
+from brainbench.data.synth.structural_stats import (
+    development_statistics,
+    format_table,
+    sex_statistics,
+)
 
 _TEMPLATE = None
 
@@ -44,7 +49,9 @@ def main() -> None:
     with Pool(args.workers) as pool:
         rows = pool.map(measure, range(args.subjects), chunksize=16)
     print(f"{args.subjects} subjects rendered at grid 64:")
-    print(format_table(sex_statistics(pd.DataFrame(rows))))
+    table = pd.DataFrame(rows)
+    print(format_table(sex_statistics(table)))
+    print(format_table(development_statistics(table)))
 
 
 if __name__ == "__main__":

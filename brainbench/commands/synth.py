@@ -43,10 +43,13 @@ def main(args: argparse.Namespace) -> None:
 
     root = ensure_cohort(args.preset, args.seed, root=args.out)
     print(f"synthetic cohort '{args.preset}' (seed {args.seed}) at {root}")
-    from brainbench.data.synth.structural_stats import cohort_table, format_table, sex_statistics
+    from brainbench.data.synth import structural_stats as stats
 
+    table = stats.cohort_table(root)
     print("sex differences in the measured volumes (docs/synthetic_sex_differences.md):")
-    print(format_table(sex_statistics(cohort_table(root))))
+    print(stats.format_table(stats.sex_statistics(table)))
+    print("grey and white matter development (docs/synthetic_development.md):")
+    print(stats.format_table(stats.development_statistics(table)))
     if args.stats > 0:
         from brainbench.data.synth.fmri_stats import cohort_statistics
         from brainbench.data.synth.fmri_stats import format_table as format_fmri

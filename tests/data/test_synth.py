@@ -177,6 +177,32 @@ def test_brain_grows_and_males_are_larger(table: pd.DataFrame) -> None:
     assert 0.03 < coefficients[0] < 0.16  # about 10% larger in males
 
 
+def test_white_matter_grows_into_the_cortex_until_adulthood() -> None:
+    """Grey matter peaks in childhood and white matter near 29 (Bethlehem 2022): the same
+    subjects' draws rendered at 8 and at 28 years show more white and less grey matter at 28,
+    and development_statistics reads it from a table of such volumes."""
+    from brainbench.data.synth.structural_stats import development_statistics
+
+    template, rows = load_template(), []
+    for index in range(4):
+        for age in (8.0, 20.0, 28.0):
+            latents = render.sample_latents(
+                age, "FM"[index % 2], False, False, gen.stream(4, "a", index)
+            )
+            scan = render.render(
+                template, gen.SITE_BY_NAME["camcan"], 32, age, latents, gen.stream(4, "b", index),
+                with_labels=False,
+            )  # fmt: skip
+            rows.append({"age": age, **scan.measured})
+    table = pd.DataFrame(rows)
+    child, adult = table[table.age == 8.0], table[table.age == 28.0]
+    assert (adult.wm_ml.to_numpy() / child.wm_ml.to_numpy() > 1.15).all()
+    assert (adult.gm_ml.to_numpy() / child.gm_ml.to_numpy() < 0.95).all()
+    statistics = {name: value for name, value, _ in development_statistics(table)}
+    assert float(statistics["white matter, 22-35 y / 6-12 y"]) > 1.15
+    assert float(statistics["grey matter change per year, 8-12 -> 18-24 y"].rstrip("%")) < -0.3
+
+
 def test_sex_differences_follow_the_published_values() -> None:
     """Drawn latents give the male/female brain-volume ratio of the literature at each age, and
     a subcortical structure's sex effect shrinks by its `male_ratio` (hypoallometry)."""

@@ -112,6 +112,21 @@ def grey_thickness(age: float) -> float:
     )  # fmt: skip
 
 
+def white_matter_deficit(age: float) -> float:
+    """Fraction of the adult white-matter volume still grey-like next to the cortex.
+
+    White matter grows into the deepest cortex until the late twenties while grey matter
+    shrinks: grey matter volume peaks at ~6 years and white matter at ~29 (Bethlehem et al.
+    2022, Nature 604:525); cortical volume falls by ~1% a year from 8 to 22 (Tamnes et al.
+    2013, NeuroImage 68:63); white matter rises fast until 12-15 years, then slowly to a
+    plateau in the fourth decade (Courchesne et al. 2000, Radiology 216:672). None before
+    birth, when myelination() sets the white matter's look.
+    """
+    return float(
+        np.interp(age, [0.0, 1.0, 6.0, 12.0, 18.0, 29.0], [0.0, 0.25, 0.2, 0.1, 0.045, 0.0])
+    )
+
+
 def ventricle_growth(age: float, ageing_rate: float = 1.0) -> float:
     """Ventricle dilation in template mm: large in the fetus, small in youth, growing after 40."""
     early = float(np.interp(age, [-0.4, 0.0, 2.0, 10.0], [1.5, 0.6, 0.0, -0.3]))
@@ -149,8 +164,10 @@ def load_template(pad: int = 14) -> Template:
 
     gm, wm (ventricles filled with white matter), csf (without ventricles), their smoothed
     (unfolded) versions, gm_outer (grey matter weighted by distance from white matter, lost
-    first when the cortex thins), vent_sd and head_sd (signed distances to the ventricles and a
-    smooth brain hull) and pv (periventricular white matter where lesions form).
+    first when the cortex thins), wm_outer (white matter within 8 mm of the cortex, scaled to
+    the white matter's volume: grey-like where white matter is still immature), vent_sd and
+    head_sd (signed distances to the ventricles and a smooth brain hull) and pv (periventricular
+    white matter where lesions form).
     """
     from nilearn import datasets
 
@@ -186,6 +203,7 @@ def load_template(pad: int = 14) -> Template:
 
     hull = ndimage.gaussian_filter(mask.astype(np.float32), 3.0) > 0.3
     from_white = ndimage.distance_transform_edt(wm < 0.5) * spacing
+    wm_outer = wm * np.clip(1.0 - ndimage.distance_transform_edt(wm >= 0.5) * spacing / 8.0, 0, 1)
     smooth = {
         f"{name}_smooth": ndimage.gaussian_filter(channel, 1.5)
         for name, channel in (("gm", gm), ("wm", wm + vent_fraction), ("csf", csf - vent_fraction))
@@ -196,6 +214,7 @@ def load_template(pad: int = 14) -> Template:
         "csf": csf - vent_fraction,
         **smooth,
         "gm_outer": gm * np.clip(from_white / 6.0, 0.2, 1.0),
+        "wm_outer": wm_outer * (wm.sum() / wm_outer.sum()),
         "vent_sd": vent_sd,
         "head_sd": _signed_distance(hull, spacing),
         "pv": wm * (0.2 + 0.8 * np.clip(1.0 - vent_sd / 14.0, 0.0, 1.0)),

@@ -115,6 +115,7 @@ def sample_latents(
         if dementia and structure.name in ("hippocampus", "amygdala"):
             factor *= 0.75 if structure.name == "hippocampus" else 0.85
         latents[f"size_{structure.name}"] = float(factor)
+    latents["wm_deficit"] = anatomy.white_matter_deficit(age) * np.exp(0.2 * rng.standard_normal())
     return {key: float(value) for key, value in latents.items()}
 
 
@@ -326,7 +327,8 @@ def render(
         )
         return values
 
-    # Brain tissue: unfolded before birth, thinner cortex with age, lesions, bigger ventricles.
+    # Brain tissue: unfolded before birth, thinner cortex with age, white matter growing into the
+    # cortex until adulthood, lesions, bigger ventricles.
     fold = latents["folding"]
     tissue = {name: sample(name) for name in ("gm", "wm", "csf")}
     if fold < 1.0:
@@ -336,6 +338,9 @@ def render(
     thinning = np.clip(thinning, -tissue["csf"], tissue["gm"])
     tissue["gm"] -= thinning
     tissue["csf"] += thinning
+    immature = np.minimum(latents["wm_deficit"] * sample("wm_outer"), tissue["wm"])
+    tissue["wm"] -= immature
+    tissue["gm"] += immature
     tissue["lesion"] = np.zeros(shape, dtype=np.float32)
     if latents["wmh_load"] > 1e-4:
         threshold = ndtri(1.0 - latents["wmh_load"])
