@@ -113,6 +113,8 @@ def main() -> None:
         float(Path(f).name[3:].split("_")[0]) if Path(f).name.startswith("age") else np.nan
         for f in table.file
     ]
+    if "prediction" in table:
+        table["abs_error"] = (table.prediction - table.true_age).abs()
     flagged = table.get("ood", pd.Series("n/a", index=table.index)) == "yes"
     columns = (
         {
@@ -125,6 +127,7 @@ def main() -> None:
             "predicted_median": ("prediction", "median"),
             "predicted_min": ("prediction", "min"),
             "true_median": ("true_age", "median"),
+            "mae": ("abs_error", "mean"),
         }
     )
     summary = (
