@@ -338,9 +338,10 @@ def render(
     thinning = np.clip(thinning, -tissue["csf"], tissue["gm"])
     tissue["gm"] -= thinning
     tissue["csf"] += thinning
-    immature = np.minimum(latents["wm_deficit"] * sample("wm_outer"), tissue["wm"])
-    tissue["wm"] -= immature
-    tissue["gm"] += immature
+    if latents["wm_deficit"] > 0.0:  # none before birth and from 29 years on
+        immature = np.minimum(latents["wm_deficit"] * sample("wm_outer"), tissue["wm"])
+        tissue["wm"] -= immature
+        tissue["gm"] += immature
     tissue["lesion"] = np.zeros(shape, dtype=np.float32)
     if latents["wmh_load"] > 1e-4:
         threshold = ndtri(1.0 - latents["wmh_load"])

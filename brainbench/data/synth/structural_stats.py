@@ -81,7 +81,9 @@ def development_statistics(table: pd.DataFrame) -> list[tuple[str, str, str]]:
         return _median(table, column, *later) / _median(table, column, *earlier)
 
     child, adult = (6.0, 12.0), (22.0, 35.0)
-    gm_yearly = ratio("gm_ml", (18.0, 24.0), (8.0, 12.0)) ** (1 / 11) - 1  # mid-ages 10 -> 21
+    early, late = (8.0, 12.0), (18.0, 24.0)
+    years = (sum(late) - sum(early)) / 2.0  # between the bands' mid-ages
+    gm_yearly = ratio("gm_ml", late, early) ** (1 / years) - 1
     return [
         ("grey matter change per year, 8-12 -> 18-24 y", f"{100 * gm_yearly:+.1f}%",
          "about -1% (cortex, 8-22 y)"),
