@@ -5,7 +5,7 @@ docs/synthetic_development.md).
 Renders N subjects aged 1-90 (half uniform, half log-uniform in age) at one site and grid 64,
 without writing images, and prints brainbench.data.synth.structural_stats's two tables:
 
-    python benchmarks/synth_sex_differences.py --subjects 800
+    python benchmarks/synth_anatomy.py --subjects 800
 """
 
 from __future__ import annotations
