@@ -106,14 +106,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         kinds, truth = write_inputs(Path(tmp), args.subjects)
         table = predict_files(args.run, list(kinds), Path(tmp) / "out", log=lambda _: None)
-        if "output" in table:  # segmentation
+        segmentation = "output" in table  # a segmentation run writes label maps
+        if segmentation:
             table = table.merge(dice_rows(args.run, table, truth), on="file", how="left")
     table["kind"] = [kinds[Path(f)] for f in table.file]
     table["true_age"] = [
         float(Path(f).name[3:].split("_")[0]) if Path(f).name.startswith("age") else np.nan
         for f in table.file
     ]
-    if "prediction" in table:
+    if not segmentation:
         table["abs_error"] = (table.prediction - table.true_age).abs()
     flagged = table.get("ood", pd.Series("n/a", index=table.index)) == "yes"
     columns = (
@@ -122,7 +123,7 @@ def main() -> None:
             "dice_min": ("dice", "min"),
             "round_trip": ("round_trip", "mean"),
         }
-        if "dice" in table
+        if segmentation
         else {
             "predicted_median": ("prediction", "median"),
             "predicted_min": ("prediction", "min"),
@@ -135,7 +136,7 @@ def main() -> None:
         .groupby("kind", sort=False)
         .agg(**columns, flagged=("flagged", "mean"))
     )
-    print(summary.round(3 if "dice" in table else 1).to_string())
+    print(summary.round(3 if segmentation else 1).to_string())
 
 
 if __name__ == "__main__":
