@@ -7,7 +7,8 @@ A backbone module (mae3d_cnn, mae3d_vit, mae2d) calls `register_backbone(name, c
 - `mask_unit`: masking patches must be multiples of it (voxels);
 - `masked_loss(view, patch, ratio, generator) -> MaskedOutput` (training.masking).
 
-Registering also registers the downstream torch model `name`: the encoder + a head (SFCN's
+Registering also registers the downstream torch model `name` (`register_pretrainable` does not,
+for a network whose downstream model is its own, mae3d_unet): the encoder + a head (SFCN's
 soft-label bins for regression, one logit for classification), from scratch or, with `init`,
 fine-tuned from a pretrained checkpoint by loading every weight whose name and shape match. A
 checkpoint whose first layer does not match is a DataError listing the mismatches. `mae3d_probe`
@@ -336,6 +337,22 @@ def probe_head(
     return alpha, penalty
 
 
+def register_pretrainable(
+    name: str,
+    config: type[StrictModel],
+    network: Callable[[Any], nn.Module],
+    *,
+    first_layer: str,
+    rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+    reconstructs: bool = False,
+) -> Backbone:
+    """Register a backbone `pretrain` can train, without a downstream model: for a network
+    whose downstream model `name` is registered on its own (mae3d_unet, voxelwise tasks)."""
+    backbone = Backbone(name, config, network, first_layer, rename, reconstructs)
+    BACKBONES[name] = backbone
+    return backbone
+
+
 def register_backbone(
     name: str,
     config: type[StrictModel],
@@ -351,8 +368,9 @@ def register_backbone(
     `rename` maps the parameter names of published foreign weights onto this backbone's;
     `reconstructs` says its forward(volume) returns the reconstructed volume.
     """
-    backbone = Backbone(name, config, network, first_layer, rename, reconstructs)
-    BACKBONES[name] = backbone
+    backbone = register_pretrainable(
+        name, config, network, first_layer=first_layer, rename=rename, reconstructs=reconstructs
+    )
     task_name = config.__name__.removesuffix("Config") + "TaskConfig"
     task_config = create_model(task_name, __base__=(config, HeadConfig))
 

@@ -262,12 +262,19 @@ class MAE3D(nn.Module):
     def masked_loss(
         self, view: Tensor, patch: int, ratio: float, generator: Generators = None
     ) -> MaskedOutput:
-        """Zero `ratio` of the patch^3 patches of `view`, reconstruct, MSE on the masked voxels."""
-        check_patch(tuple(view.shape[2:]), patch, self.mask_unit, "mae3d_cnn mask patch")
-        mask = patch_mask(view.shape, patch, ratio, generator, view.device)
-        masked = view.masked_fill(mask, 0.0)
-        recon = self(masked)
-        return MaskedOutput(masked_mse(recon, view, mask), view, masked, recon)
+        return masked_reconstruction(self, view, patch, ratio, generator, "mae3d_cnn")
+
+
+def masked_reconstruction(
+    net: nn.Module, view: Tensor, patch: int, ratio: float, generator: Generators, name: str
+) -> MaskedOutput:
+    """Zero `ratio` of the patch^3 patches of `view`, reconstruct it with `net` (whose
+    `mask_unit` the patch must be a multiple of), MSE on the masked voxels."""
+    check_patch(tuple(view.shape[2:]), patch, net.mask_unit, f"{name} mask patch")
+    mask = patch_mask(view.shape, patch, ratio, generator, view.device)
+    masked = view.masked_fill(mask, 0.0)
+    recon = net(masked)
+    return MaskedOutput(masked_mse(recon, view, mask), view, masked, recon)
 
 
 MAE3DTaskConfig = register_backbone(

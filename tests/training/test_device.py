@@ -54,6 +54,7 @@ BACKBONE_PARAMS = {
     "mae3d_cnn": {"width": 8, "depth": 1, "groups": 4},
     "mae2d": {"width": 8, "depth": 1, "groups": 4, "slices": 3},
     "mae3d_vit": {"width": 12, "depth": 1, "heads": 2, "decoder_width": 12, "decoder_heads": 2},
+    "mae3d_unet": {"width": 8, "depth": 1, "groups": 4, "skip_channels": 4},
 }
 MODEL_CASES = {
     "sfcn": ({"channels": [4, 4], "augment": True}, "regression"),
@@ -63,7 +64,7 @@ MODEL_CASES = {
     "fusion": ({"inputs": ["T1w"], "channels": [4], "hidden": 8}, "regression"),
     # whole-volume inference: MONAI's sliding-window weights cannot be built on meta tensors
     "unet": ({"channels": [4, 8], "strides": [2]}, "segmentation"),
-    "mae3d_unet": ({"width": 8, "depth": 1, "groups": 4, "skip_channels": 4}, "synthesis"),
+    "mae3d_unet": (BACKBONE_PARAMS["mae3d_unet"], "synthesis"),
     # the per-subject layer groups a batch by subject on the host (a sync, not a device error)
     "fmri_mlp": ({"hidden": 16, "subject_layer": False}, "retrieval"),
     "brainlm": ({"patch": 4, "width": 8, "depth": 1, "heads": 2, "decoder_width": 8}, "regression"),
