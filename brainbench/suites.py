@@ -44,12 +44,22 @@ class Suite(StrictModel):
     @model_validator(mode="after")
     def _known_inits(self) -> Suite:
         for task, entry in self.tasks.items():
+            runs: dict[tuple[str, bool], str] = {}  # a model's runs share a folder per protocol
             for model in entry.entries():
                 if model.init is not None and model.init not in self.pretrain:
                     raise ValueError(
                         f"tasks.{task}: init '{model.init}' is not in the pretrain section "
                         f"({', '.join(self.pretrain) or 'empty'})"
                     )
+                key, init = (model.model, model.init is None), model.init or "scratch"
+                if key in runs:
+                    raise ValueError(
+                        f"tasks.{task}: {model.model} is listed twice ({runs[key]}, {init}); "
+                        "its runs would share one folder and the second would overwrite the "
+                        "first: keep one, or compare them in two suites with their own "
+                        "output_dir"
+                    )
+                runs[key] = init
         return self
 
 

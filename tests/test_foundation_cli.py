@@ -131,6 +131,18 @@ def test_builtin_suites_name_real_tasks_and_models_that_support_them(name: str):
         ),
         (
             ["run", "--suite", "SUITE"],
+            "pretrain:\n  mae3d_cnn: []\n  mae3d_unet: []\ntasks:\n  mri/seg:\n    models:\n"
+            "      - {model: mae3d_unet, init: mae3d_cnn}\n"
+            "      - {model: mae3d_unet, init: mae3d_unet}\n",
+            "tasks.mri/seg: mae3d_unet is listed twice (mae3d_cnn, mae3d_unet)",
+        ),
+        (
+            ["run", "--suite", "SUITE"],
+            "tasks:\n  mri/age:\n    models: [sfcn, ridge, sfcn]\n",
+            "tasks.mri/age: sfcn is listed twice (scratch, scratch)",
+        ),
+        (
+            ["run", "--suite", "SUITE"],
             "tasks:\n  mri/age:\n    modles: [sfcn]\n",
             "tasks.mri/age.modles: Extra inputs are not permitted",
         ),
