@@ -5,7 +5,8 @@ pretraining of the suite takes, before the command line's), an optional `pretrai
 (foundation model -> its pretraining overrides) and `tasks` (task -> models, label fractions and
 the task's own overrides). A model entry is a name, or `{model: NAME, init: PRETRAINED}` to
 initialise it from one of the suite's pretrained models (finetune or probe); the suite pretrains
-those first.
+those first. A model appears at most once per task from scratch and once with an `init` (its
+runs' folders name the model and protocol, not the init).
 """
 
 from __future__ import annotations
