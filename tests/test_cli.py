@@ -109,6 +109,8 @@ def test_listings(capsys):
         (["report", "/nonexistent-results"], "brainbench run"),
         (["synth", "--preset", "hugee"], "preset"),
         (["datasets", "check", "NOPE", "/tmp"], "unknown dataset 'NOPE'"),
+        (["mri", "seg", "-m", "mae3d_unet", "--debug", "model.decoder=reference"], "model.decoder"),
+        (["pretrain", "mae3d_unet", "--debug", "model.decoder=reference"], "model.decoder"),
     ],
 )
 def test_user_errors_exit_2_without_traceback(args, expected, capsys):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from brainbench.config import TrainerConfig
@@ -49,6 +49,15 @@ class MAEUNetShape(MAE3DConfig):
     """The network, for pretraining and every downstream protocol."""
 
     skip_channels: PositiveInt = Field(8, description="channels of the full-resolution skip")
+
+    @model_validator(mode="after")
+    def _own_decoder(self) -> MAEUNetShape:
+        if self.decoder != "compact":
+            raise ValueError(
+                "decoder applies to mae3d_cnn's masked-autoencoder decoder; mae3d_unet decodes "
+                "through its own U-Net path: leave model.decoder unset"
+            )
+        return self
 
 
 class MAEUNetConfig(MAEUNetShape, PatchConfig, FinetuneConfig):
