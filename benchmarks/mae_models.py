@@ -13,8 +13,11 @@ volume and by MONAI sliding windows. Each measurement runs in its own spawned pr
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
+import queue as queue_module
 import resource
+import sys
 import time
 
 import torch
@@ -114,11 +117,20 @@ def _inference(name: str, size: int, patch: int, threads: int, steps: int, queue
 
 
 def _spawned(target, *args) -> tuple:
+    """target(*args, queue) in a fresh process; its result, or exit 1 when the process died
+    without one (its traceback is above), instead of waiting for it forever."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive() and queue.empty():
+                name = f"{target.__name__}{args[:2]}"
+                sys.exit(f"{name} failed in its process (exit {proc.exitcode}); see above")
     proc.join()
     return result
 
@@ -133,6 +145,8 @@ def main() -> None:
     parser.add_argument("--encode-vit-patch", type=int, default=8, help="ViT token edge at 128^3")
     parser.add_argument("--window", type=int, default=64, help="sliding-window edge (segmentation)")
     args = parser.parse_args()
+    if importlib.util.find_spec("einops") is None:  # MONAI's ViT needs it
+        sys.exit("benchmarks/mae_models.py needs einops: pip install -e '.[bench]' (make bench)")
     common = (args.threads, args.steps)
     tokens = (args.size // args.patch) ** 3
     print(
