@@ -1,9 +1,9 @@
-"""Sex differences and development of the synthetic cohort's measured volumes on a large sample,
-beside the published values (the calibration behind docs/synthetic_sex_differences.md and
+"""Sex differences, development and ageing of the synthetic cohort's measured volumes on a large
+sample, beside the published values (the calibration behind docs/synthetic_sex_differences.md and
 docs/synthetic_development.md).
 
 Renders N subjects aged 1-90 (half uniform, half log-uniform in age) at one site and grid 64,
-without writing images, and prints brainbench.data.synth.structural_stats's two tables:
+without writing images, and prints brainbench.data.synth.structural_stats's three tables:
 
     python benchmarks/synth_anatomy.py --subjects 800
 """
@@ -20,6 +20,7 @@ from brainbench.data.synth import generate as gen
 from brainbench.data.synth import render
 from brainbench.data.synth.anatomy import load_template
 from brainbench.data.synth.structural_stats import (
+    ageing_statistics,
     development_statistics,
     format_table,
     sex_statistics,
@@ -52,6 +53,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(format_table(sex_statistics(table)))
     print(format_table(development_statistics(table)))
+    print(format_table(ageing_statistics(table)))
 
 
 if __name__ == "__main__":

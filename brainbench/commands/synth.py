@@ -9,11 +9,11 @@ EPILOG = """examples:
   brainbench synth --preset debug
   brainbench synth --stats 0          # no fMRI statistics
 
-After the cohort, the sex differences of its measured volumes are printed beside published
-values (brainbench/data/synth/structural_stats.py). Then its resting-state fMRI is generated
-(once) and characterised on a random sample of young adults and of all ages, beside approximate
-published values
-(brainbench/data/synth/fmri_stats.py; docs/synthetic_fmri.md).
+After the cohort, the sex differences, development and adult atrophy of its measured volumes
+are printed beside published values (brainbench/data/synth/structural_stats.py). Then its
+resting-state fMRI is generated (once) and characterised on a random sample of young adults and
+of all ages, beside approximate published values (brainbench/data/synth/fmri_stats.py;
+docs/synthetic_fmri.md).
 """
 
 
@@ -50,6 +50,8 @@ def main(args: argparse.Namespace) -> None:
     print(stats.format_table(stats.sex_statistics(table)))
     print("grey and white matter development (docs/synthetic_development.md):")
     print(stats.format_table(stats.development_statistics(table)))
+    print("adult atrophy (docs/synthetic_development.md):")
+    print(stats.format_table(stats.ageing_statistics(table)))
     if args.stats > 0:
         from brainbench.data.synth.fmri_stats import cohort_statistics
         from brainbench.data.synth.fmri_stats import format_table as format_fmri

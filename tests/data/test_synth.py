@@ -229,6 +229,25 @@ def test_sex_effect_recovers_a_known_d() -> None:
     assert difference == pytest.approx(0.08, abs=0.01) and d == pytest.approx(0.8, abs=0.08)
 
 
+def test_yearly_loss_recovers_a_known_rate() -> None:
+    """0.4% of the volume lost a year from 35 to 70, whatever the sex difference and the spread;
+    ages outside 35-70 (here: no loss) do not count."""
+    from brainbench.data.synth.structural_stats import ageing_statistics, yearly_loss
+
+    rng = np.random.default_rng(1)
+    age = rng.uniform(20, 90, 3000)
+    male = rng.integers(0, 2, 3000).astype(bool)
+    log_volume = 6.5 + 0.1 * male + 0.03 * rng.standard_normal(3000)
+    log_volume += np.log(0.996) * (np.clip(age, 35, 70) - 35)
+    volumes = {f"{c}_ml": np.exp(log_volume) for c in ("brain", "gm", "wm", "thalamus")}
+    table = pd.DataFrame({"age": age, "sex": np.where(male, "M", "F"), **volumes})
+    assert yearly_loss(table, "gm_ml") == pytest.approx(0.4, abs=0.02)
+    rows = ageing_statistics(table)
+    assert [float(value.rstrip("%")) for _, value, _ in rows] == [pytest.approx(0.4, abs=0.02)] * 4
+    assert rows[2][2] == "0.02% at 35 -> 0.47% at 70"  # white matter, Schippling 2017
+    assert ageing_statistics(table[table.age < 30])[0][1] == "–"  # no one aged 35-70
+
+
 def test_image_size_follows_latent_volume(cohort: Path, table: pd.DataFrame) -> None:
     """The images show what the latents say: head extent on T1w tracks intracranial volume."""
     head_ml = []
