@@ -32,7 +32,7 @@ from brainbench.stages import STAGES
 
 # 3: sex differences calibrated (brain volume by age, subcortical d); 4: brain masks, MNI-space
 # T1w, lateral-ventricle labels; 5: label maps on voxels of at most 2 mm (render.LABEL_MM)
-GENERATOR_VERSION = "6"
+GENERATOR_VERSION = "7"
 MNI_SPACE = "MNI152NLin2009cAsym"
 PREPROC = Path("derivatives") / "preproc"  # brain masks and MNI renderings, fMRIPrep's names
 MARKER = Path("derivatives") / "brainbench_synth.json"
@@ -67,6 +67,7 @@ LATENT_DESCRIPTIONS: dict[str, str] = {
     "ventricle_mm": "ventricle dilation in template mm",
     "extra_csf_mm": "CSF thickness between brain and skull, template mm",
     "skull_mm": "skull thickness, template mm",
+    "atrophy": "fraction of brain volume lost by shrinking inside the skull after 35",
     "wm_deficit": "fraction of the adult white matter still grey-like next to the cortex",
     "myelination": "white-matter maturity 0..1 (sets the grey/white contrast)",
     "folding": "cortical folding 0..1 (fetal cortex is smooth)",

@@ -116,6 +116,13 @@ def sample_latents(
             factor *= 0.75 if structure.name == "hippocampus" else 0.85
         latents[f"size_{structure.name}"] = float(factor)
     latents["wm_deficit"] = anatomy.white_matter_deficit(age) * np.exp(0.2 * rng.standard_normal())
+    # The brain shrinks inside an unchanged skull: the CSF layer widens by what it gives up.
+    atrophy = min(anatomy.adult_atrophy(age) * np.exp(0.3 * rng.standard_normal()), 0.5)
+    shrink = (1.0 - atrophy) ** (1 / 3)
+    latents["atrophy"] = atrophy
+    latents["brain_scale"] *= shrink
+    latents["extra_csf_mm"] += anatomy.HULL_RADIUS_MM * (1.0 / shrink - 1.0)
+    latents["skull_mm"] /= shrink
     return {key: float(value) for key, value in latents.items()}
 
 
