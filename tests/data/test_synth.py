@@ -203,6 +203,25 @@ def test_white_matter_grows_into_the_cortex_until_adulthood() -> None:
     assert float(statistics["grey matter change per year, 8-12 -> 18-24 y"].rstrip("%")) < -0.3
 
 
+def test_adult_brains_shrink_inside_an_unchanged_skull() -> None:
+    """From 40 to 80 the same subjects' brains lose volume (atrophy, thinning, ventricles) while
+    their intracranial volume stays: the CSF layer takes what the brain gives up."""
+    template, volumes = load_template(), {40.0: [], 80.0: []}
+    for index in range(3):
+        for age in volumes:
+            latents = render.sample_latents(
+                age, "FM"[index % 2], False, False, gen.stream(5, "a", index)
+            )
+            scan = render.render(
+                template, gen.SITE_BY_NAME["camcan"], 32, age, latents, gen.stream(5, "b", index),
+                with_labels=False,
+            )  # fmt: skip
+            volumes[age].append((scan.measured["brain_ml"], scan.measured["icv_ml"]))
+    (brain_40, icv_40), (brain_80, icv_80) = (np.array(volumes[a]).T for a in volumes)
+    assert (brain_80 / brain_40 < 0.93).all()
+    assert np.abs(icv_80 / icv_40 - 1).max() < 0.03
+
+
 def test_sex_differences_follow_the_published_values() -> None:
     """Drawn latents give the male/female brain-volume ratio of the literature at each age, and
     a subcortical structure's sex effect shrinks by its `male_ratio` (hypoallometry)."""
