@@ -177,24 +177,29 @@ def test_brain_grows_and_males_are_larger(table: pd.DataFrame) -> None:
     assert 0.03 < coefficients[0] < 0.16  # about 10% larger in males
 
 
+def _same_subjects_at(ages: tuple[float, ...], subjects: int, seed: int) -> pd.DataFrame:
+    """Measured volumes of the same subjects' draws rendered at each age (grid 32, one site)."""
+    template, rows = load_template(), []
+    for index in range(subjects):
+        for age in ages:
+            latents = render.sample_latents(
+                age, "FM"[index % 2], False, False, gen.stream(seed, "a", index)
+            )
+            scan = render.render(
+                template, gen.SITE_BY_NAME["camcan"], 32, age, latents,
+                gen.stream(seed, "b", index), with_labels=False,
+            )  # fmt: skip
+            rows.append({"age": age, **scan.measured})
+    return pd.DataFrame(rows)
+
+
 def test_white_matter_grows_into_the_cortex_until_adulthood() -> None:
     """Grey matter peaks in childhood and white matter near 29 (Bethlehem 2022): the same
     subjects' draws rendered at 8 and at 28 years show more white and less grey matter at 28,
     and development_statistics reads it from a table of such volumes."""
     from brainbench.data.synth.structural_stats import development_statistics
 
-    template, rows = load_template(), []
-    for index in range(4):
-        for age in (8.0, 20.0, 28.0):
-            latents = render.sample_latents(
-                age, "FM"[index % 2], False, False, gen.stream(4, "a", index)
-            )
-            scan = render.render(
-                template, gen.SITE_BY_NAME["camcan"], 32, age, latents, gen.stream(4, "b", index),
-                with_labels=False,
-            )  # fmt: skip
-            rows.append({"age": age, **scan.measured})
-    table = pd.DataFrame(rows)
+    table = _same_subjects_at((8.0, 20.0, 28.0), subjects=4, seed=4)
     child, adult = table[table.age == 8.0], table[table.age == 28.0]
     assert (adult.wm_ml.to_numpy() / child.wm_ml.to_numpy() > 1.15).all()
     assert (adult.gm_ml.to_numpy() / child.gm_ml.to_numpy() < 0.95).all()
@@ -206,20 +211,10 @@ def test_white_matter_grows_into_the_cortex_until_adulthood() -> None:
 def test_adult_brains_shrink_inside_an_unchanged_skull() -> None:
     """From 40 to 80 the same subjects' brains lose volume (atrophy, thinning, ventricles) while
     their intracranial volume stays: the CSF layer takes what the brain gives up."""
-    template, volumes = load_template(), {40.0: [], 80.0: []}
-    for index in range(3):
-        for age in volumes:
-            latents = render.sample_latents(
-                age, "FM"[index % 2], False, False, gen.stream(5, "a", index)
-            )
-            scan = render.render(
-                template, gen.SITE_BY_NAME["camcan"], 32, age, latents, gen.stream(5, "b", index),
-                with_labels=False,
-            )  # fmt: skip
-            volumes[age].append((scan.measured["brain_ml"], scan.measured["icv_ml"]))
-    (brain_40, icv_40), (brain_80, icv_80) = (np.array(volumes[a]).T for a in volumes)
-    assert (brain_80 / brain_40 < 0.93).all()
-    assert np.abs(icv_80 / icv_40 - 1).max() < 0.03
+    table = _same_subjects_at((40.0, 80.0), subjects=3, seed=5)
+    middle, old = table[table.age == 40.0], table[table.age == 80.0]
+    assert (old.brain_ml.to_numpy() / middle.brain_ml.to_numpy() < 0.93).all()
+    assert np.abs(old.icv_ml.to_numpy() / middle.icv_ml.to_numpy() - 1).max() < 0.03
 
 
 def test_sex_differences_follow_the_published_values() -> None:
