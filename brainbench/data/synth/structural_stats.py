@@ -120,13 +120,14 @@ def yearly_loss(table: pd.DataFrame, column: str, low: float = 35.0, high: float
 def ageing_statistics(table: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(statistic, cohort value, published value) rows on adult atrophy: the mean yearly volume
     loss from 35 to 70 years beside Schippling et al. 2017's loss at 35 and at 70."""
-    return [
-        (f"{name} volume lost per year, 35-70 y", f"{loss:.2f}%" if np.isfinite(loss) else "–",
-         f"{at_35:.2f}% at 35 -> {at_70:.2f}% at 70")
-        for name, column in (("brain", "brain"), ("grey matter", "gm"), ("white matter", "wm"),
-                             ("thalamus", "thalamus"))
-        for loss, (at_35, at_70) in [(yearly_loss(table, f"{column}_ml"), PUBLISHED_LOSS[column])]
-    ]  # fmt: skip
+    names = {"brain": "brain", "gm": "grey matter", "wm": "white matter", "thalamus": "thalamus"}
+    rows = []
+    for column, (at_35, at_70) in PUBLISHED_LOSS.items():
+        loss = yearly_loss(table, f"{column}_ml")
+        value = f"{loss:.2f}%" if np.isfinite(loss) else "–"
+        published = f"{at_35:.2f}% at 35 -> {at_70:.2f}% at 70"
+        rows.append((f"{names[column]} volume lost per year, 35-70 y", value, published))
+    return rows
 
 
 def format_table(rows: list[tuple[str, str, str]]) -> str:
