@@ -4,11 +4,13 @@ Trains the masked autoencoder (models/brainlm.py) on random windows of the datas
 subjects and monitors the masked MSE on fixed windows of its 'val' subjects; 'test' subjects
 are never read. Writes `<output_dir>/pretrained/brainlm-<dataset>/`: model.safetensors (the
 config in its header too), config.json and metrics.json (masked-patch MSE, R^2 and Pearson r on
-the val subjects at every mask ratio of `eval_ratios`).
+the val subjects at every mask ratio of `eval_ratios`). A folder that already holds a finished
+pretraining of the same config is kept, so that rerunning a suite does not train it again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from brainbench.models.brainlm_mae import (
 )
 from brainbench.owners import atomic_write, locked, pretraining_lock
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
-from brainbench.spec import METRICS
+from brainbench.spec import METRICS, MODEL_CONFIG
 
 
 def build_brainlm_pretrain_config(layers: list[Layer]) -> BrainLMPretrainConfig:
@@ -74,10 +76,33 @@ def pretrained_dir(config: BrainLMPretrainConfig) -> Path:
     return Path(config.output_dir) / "pretrained" / f"brainlm-{dataset_id(config.data)}"
 
 
+# trainer settings that do not change the weights, and the folder's own location
+RUN_ONLY = {"progress_bar", "num_workers"}
+
+
+def _weights_config(payload: dict[str, Any]) -> dict[str, Any]:
+    trainer = {k: v for k, v in payload["trainer"].items() if k not in RUN_ONLY}
+    return {k: v for k, v in payload.items() if k != "output_dir"} | {"trainer": trainer}
+
+
+def finished(out: Path, config: BrainLMPretrainConfig) -> bool:
+    """Whether `out` holds a finished pretraining (metrics.json is written last) of `config`."""
+    if not (out / METRICS).is_file() or not (out / MODEL_CONFIG).is_file():
+        return False
+    try:
+        saved = json.loads((out / MODEL_CONFIG).read_text())
+        return _weights_config(saved) == _weights_config(config.model_dump(mode="json"))
+    except (ValueError, KeyError, TypeError):  # unreadable: train afresh
+        return False
+
+
 def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
-    """Pretrain and write the pretrained folder; returns its path."""
+    """Pretrain and write the pretrained folder (kept if already finished); returns its path."""
     out = pretrained_dir(config)
     with locked(pretraining_lock(out), log):  # one pretraining per folder at a time
+        if finished(out, config):
+            log(f"pretrain brainlm: {out} holds this pretraining already; kept (delete to retrain)")
+            return out
         return _pretrain_into(out, config, log)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,21 @@ def test_pretrained_checkpoint(pretrained: Path, tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(DataError, match="not a brainlm checkpoint"):
         load_pretrained(tmp_path)
+
+
+def test_a_finished_pretraining_is_kept_and_another_config_retrains(
+    pretrained: Path, tiny: list[str], tmp_path: Path
+) -> None:
+    """A rerun of a suite finds brainlm's folder finished and keeps it; other steps retrain."""
+    folder = tmp_path / "pretrained" / pretrained.name
+    shutil.copytree(pretrained, folder)
+    weights, before = folder / "model.safetensors", (folder / "model.safetensors").read_bytes()
+    common = [*tiny, "window=40", "trainer.progress_bar=false", f"output_dir={tmp_path}"]
+    logs: list[str] = []
+    api.pretrain("brainlm", debug=True, overrides=[*common, "max_steps=3"], log=logs.append)
+    assert any("already; kept" in line for line in logs) and weights.read_bytes() == before
+    api.pretrain("brainlm", debug=True, overrides=[*common, "max_steps=4"], log=logs.append)
+    assert json.loads((folder / "metrics.json").read_text())["steps"] == 4
 
 
 def test_pretraining_in_float64_saves_a_float32_checkpoint(
