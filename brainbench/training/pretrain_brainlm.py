@@ -76,11 +76,11 @@ def pretrained_dir(config: BrainLMPretrainConfig) -> Path:
     return Path(config.output_dir) / "pretrained" / f"brainlm-{dataset_id(config.data)}"
 
 
-# trainer settings that do not change the weights, and the folder's own location
-RUN_ONLY = {"progress_bar", "num_workers"}
+RUN_ONLY = {"progress_bar", "num_workers"}  # trainer settings that do not change the weights
 
 
 def _weights_config(payload: dict[str, Any]) -> dict[str, Any]:
+    """A config dump without what leaves the weights alone: RUN_ONLY and the output folder."""
     trainer = {k: v for k, v in payload["trainer"].items() if k not in RUN_ONLY}
     return {k: v for k, v in payload.items() if k != "output_dir"} | {"trainer": trainer}
 
