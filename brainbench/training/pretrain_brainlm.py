@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from brainbench.config import DataConfig, Layer, SplitConfig, build_config
+from brainbench.config import DataConfig, Layer, SplitConfig, build_config, flatten
 from brainbench.data.records import count_text
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_id, dataset_splits, save_split, split_file
@@ -76,13 +76,8 @@ def pretrained_dir(config: BrainLMPretrainConfig) -> Path:
     return Path(config.output_dir) / "pretrained" / f"brainlm-{dataset_id(config.data)}"
 
 
-RUN_ONLY = {"progress_bar", "num_workers"}  # trainer settings that do not change the weights
-
-
-def _weights_config(payload: dict[str, Any]) -> dict[str, Any]:
-    """A config dump without what leaves the weights alone: RUN_ONLY and the output folder."""
-    trainer = {k: v for k, v in payload["trainer"].items() if k not in RUN_ONLY}
-    return {k: v for k, v in payload.items() if k != "output_dir"} | {"trainer": trainer}
+# settings that leave the weights alone (flattened keys, as pretrain.RESUMABLE)
+UNWEIGHTED = {"output_dir", "trainer.progress_bar", "trainer.num_workers"}
 
 
 def finished(out: Path, config: BrainLMPretrainConfig) -> bool:
@@ -90,10 +85,11 @@ def finished(out: Path, config: BrainLMPretrainConfig) -> bool:
     if not (out / METRICS).is_file() or not (out / MODEL_CONFIG).is_file():
         return False
     try:
-        saved = json.loads((out / MODEL_CONFIG).read_text())
-        return _weights_config(saved) == _weights_config(config.model_dump(mode="json"))
-    except (ValueError, KeyError, TypeError):  # unreadable: train afresh
+        saved = flatten(json.loads((out / MODEL_CONFIG).read_text()))
+    except (ValueError, AttributeError):  # unreadable: train afresh
         return False
+    now = flatten(config.model_dump(mode="json"))
+    return {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)} <= UNWEIGHTED
 
 
 def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
