@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from matplotlib.figure import Figure
-from pydantic import Field, create_model
+from pydantic import BaseModel, Field, create_model
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -201,8 +201,11 @@ RESUMABLE = {"max_steps", "checkpoint_every", "output_dir"} | {
 }  # fmt: skip
 
 
-def check_same_config(out: Path, config: PretrainConfig) -> None:
-    """ConfigError naming the settings that differ from the pretraining already in `out`."""
+def check_same_config(
+    out: Path, config: BaseModel, ignored: set[str] = RESUMABLE, use: str = "resume"
+) -> None:
+    """ConfigError naming the settings (flattened keys, `ignored` aside) that differ from the
+    pretraining already in `out`; `use` says what changing them back would do with it."""
     path = out / CONFIG
     if not path.is_file():
         return
@@ -210,7 +213,7 @@ def check_same_config(out: Path, config: PretrainConfig) -> None:
     now = flatten(config.model_dump(mode="json"))
     changed = sorted(
         key for key in saved.keys() | now.keys()
-        if key not in RESUMABLE and saved.get(key) != now.get(key)
+        if key not in ignored and saved.get(key) != now.get(key)
     )  # fmt: skip
     if changed:
 
@@ -220,7 +223,7 @@ def check_same_config(out: Path, config: PretrainConfig) -> None:
         listed = ", ".join(f"{k}: {shown(saved, k)} -> {shown(now, k)}" for k in changed[:5])
         raise ConfigError(
             f"{out} holds a pretraining with another config ({listed}); set output_dir elsewhere "
-            "to train this one beside it, or change the settings back to resume it (a setting "
+            f"to train this one beside it, or change the settings back to {use} it (a setting "
             "an older brainbench did not record cannot be: keep that folder as it is)."
         )
 

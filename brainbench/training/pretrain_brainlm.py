@@ -5,19 +5,19 @@ subjects and monitors the masked MSE on fixed windows of its 'val' subjects; 'te
 are never read. Writes `<output_dir>/pretrained/brainlm-<dataset>/`: model.safetensors (the
 config in its header too), config.json and metrics.json (masked-patch MSE, R^2 and Pearson r on
 the val subjects at every mask ratio of `eval_ratios`). A folder that already holds a finished
-pretraining of the same config is kept, so that rerunning a suite does not train it again.
+pretraining of the same config is kept, so that rerunning a suite does not train it again; one
+of another config is an error, as for `brainbench pretrain mae3d_cnn`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from brainbench.config import DataConfig, Layer, SplitConfig, build_config, flatten
+from brainbench.config import DataConfig, Layer, SplitConfig, build_config
 from brainbench.data.records import count_text
 from brainbench.data.sources.base import open_source
 from brainbench.data.splits import dataset_id, dataset_splits, save_split, split_file
@@ -34,7 +34,8 @@ from brainbench.models.brainlm_mae import (
 )
 from brainbench.owners import atomic_write, locked, pretraining_lock
 from brainbench.results.record import environment_info, peak_memory_mb, to_json
-from brainbench.spec import METRICS, MODEL_CONFIG
+from brainbench.spec import METRICS
+from brainbench.training.pretrain import check_same_config
 
 
 def build_brainlm_pretrain_config(layers: list[Layer]) -> BrainLMPretrainConfig:
@@ -80,23 +81,14 @@ def pretrained_dir(config: BrainLMPretrainConfig) -> Path:
 UNWEIGHTED = {"output_dir", "trainer.progress_bar", "trainer.num_workers"}
 
 
-def finished(out: Path, config: BrainLMPretrainConfig) -> bool:
-    """Whether `out` holds a finished pretraining (metrics.json is written last) of `config`."""
-    if not (out / METRICS).is_file() or not (out / MODEL_CONFIG).is_file():
-        return False
-    try:
-        saved = flatten(json.loads((out / MODEL_CONFIG).read_text()))
-    except (ValueError, AttributeError):  # unreadable: train afresh
-        return False
-    now = flatten(config.model_dump(mode="json"))
-    return {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)} <= UNWEIGHTED
-
-
 def pretrain_brainlm(config: BrainLMPretrainConfig, *, log: Callable[[str], Any] = print) -> Path:
-    """Pretrain and write the pretrained folder (kept if already finished); returns its path."""
+    """Pretrain and write the pretrained folder; returns its path. A folder holding a finished
+    pretraining (metrics.json is written last) of the same config is kept; of another config,
+    a ConfigError: runs fine-tuned from its weights would then point at others."""
     out = pretrained_dir(config)
     with locked(pretraining_lock(out), log):  # one pretraining per folder at a time
-        if finished(out, config):
+        if (out / METRICS).is_file():
+            check_same_config(out, config, UNWEIGHTED, use="keep")
             log(f"pretrain brainlm: {out} holds this pretraining already; kept (delete to retrain)")
             return out
         return _pretrain_into(out, config, log)

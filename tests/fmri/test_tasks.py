@@ -45,10 +45,11 @@ def test_pretrained_checkpoint(pretrained: Path, tmp_path: Path) -> None:
         load_pretrained(tmp_path)
 
 
-def test_a_finished_pretraining_is_kept_and_another_config_retrains(
+def test_a_finished_pretraining_is_kept_and_another_config_is_refused(
     pretrained: Path, tiny: list[str], tmp_path: Path
 ) -> None:
-    """A rerun of a suite finds brainlm's folder finished and keeps it; other steps retrain."""
+    """A rerun of a suite finds brainlm's folder finished and keeps it; a pretraining of other
+    settings into it is refused, naming them, and leaves the weights as they were."""
     folder = tmp_path / "pretrained" / pretrained.name
     shutil.copytree(pretrained, folder)
     weights, before = folder / "model.safetensors", (folder / "model.safetensors").read_bytes()
@@ -56,8 +57,10 @@ def test_a_finished_pretraining_is_kept_and_another_config_retrains(
     logs: list[str] = []
     api.pretrain("brainlm", debug=True, overrides=[*common, "max_steps=3"], log=logs.append)
     assert any("already; kept" in line for line in logs) and weights.read_bytes() == before
-    api.pretrain("brainlm", debug=True, overrides=[*common, "max_steps=4"], log=logs.append)
-    assert json.loads((folder / "metrics.json").read_text())["steps"] == 4
+    with pytest.raises(ConfigError, match=r"another config \(max_steps: 3 -> 4\)"):
+        api.pretrain("brainlm", debug=True, overrides=[*common, "max_steps=4"], log=logs.append)
+    assert weights.read_bytes() == before
+    assert json.loads((folder / "metrics.json").read_text())["steps"] == 3
 
 
 def test_pretraining_in_float64_saves_a_float32_checkpoint(
