@@ -209,7 +209,13 @@ def check_same_config(
     path = out / CONFIG
     if not path.is_file():
         return
-    saved = flatten(json.loads(path.read_text()))
+    try:
+        saved = flatten(json.loads(path.read_text()))
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        raise DataError(
+            f"{path} is unreadable (not a JSON object of settings); restore it, or delete {out} "
+            "to pretrain again."
+        ) from None
     now = flatten(config.model_dump(mode="json"))
     changed = sorted(
         key for key in saved.keys() | now.keys()

@@ -103,6 +103,11 @@ def test_pretrain_writes_artefacts_resumes_and_never_reads_test(tmp_path, monkey
     with pytest.raises(ConfigError, match=r"warp_probability: \(absent: an older brainbench\)"):
         pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)
 
+    (out / "config.json").write_text('{"model": ')  # cut short
+    with pytest.raises(DataError, match=r"config.json is unreadable.*delete"):
+        pretrain(config.model_copy(update={"max_steps": 6}), log=logs.append)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
 
 def test_site_weights_draw_sites_uniformly(tmp_path) -> None:
     config = _config(tmp_path)
